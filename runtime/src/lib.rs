@@ -1,1 +1,5 @@
-//! placeholder
+//! lxd-runtime: runs system containers. Synchronous, no tokio: namespaces, id maps, mounts,
+//! pivot_root, capabilities, seccomp, cgroups (v1 and v2), the console pty, the per-instance
+//! monitor (`lxd forkstart`) and attach (`lxd forkexec`). All `unsafe` lives in this crate.
+
+pub mod spec;

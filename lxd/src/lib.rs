@@ -1,0 +1,2 @@
+//! The lxd daemon library: the REST API, operations and events, the database, images, instances.
+//! `main.rs` only dispatches; everything it calls lives here.
