@@ -1,0 +1,13 @@
+//! The `zfs` driver (stub until implemented).
+use crate::layout::Layout;
+use crate::{ConfigMap, Error, Result};
+
+pub(crate) struct Zfs;
+impl Zfs {
+    pub(crate) fn new(_l: Layout, _c: ConfigMap) -> Result<crate::dir::Dir> {
+        Err(Error::NotSupported("zfs: not yet".into()))
+    }
+}
+pub(crate) fn version() -> Option<String> {
+    None
+}
