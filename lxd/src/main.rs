@@ -1,1 +1,270 @@
-fn main() {}
+//! `lxd`: the daemon and its helper commands. The namespace helpers (`forkstart`, `forkexec`,
+//! `forkfile`) are dispatched first, in a plain single-threaded process, before any tokio runtime
+//! exists: entering namespaces and forking without exec are unsafe in a multi-threaded process.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(name = "lxd", version = lxd::SERVER_VERSION, about = "The LXD container manager (daemon)")]
+struct Cli {
+    /// Group which owns the shared socket
+    #[arg(long, global = true)]
+    group: Option<String>,
+    /// Path to the log file
+    #[arg(long, global = true)]
+    logfile: Option<PathBuf>,
+    /// Show all debug messages
+    #[arg(short, long, global = true)]
+    debug: bool,
+    /// Show all information messages
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Configure the LXD daemon
+    Init {
+        /// Automatic (non-interactive) mode
+        #[arg(long)]
+        auto: bool,
+        /// Pre-seed mode, expects YAML config from stdin
+        #[arg(long)]
+        preseed: bool,
+        /// Dump YAML config to stdout
+        #[arg(long)]
+        dump: bool,
+        /// Storage backend to use (btrfs, dir or zfs)
+        #[arg(long = "storage-backend", default_value = "dir")]
+        storage_backend: String,
+        /// Name of the storage pool to create
+        #[arg(long = "storage-pool", default_value = "default")]
+        storage_pool: String,
+        /// Size in GiB of the new loop device
+        #[arg(long = "storage-create-loop")]
+        storage_create_loop: Option<u64>,
+    },
+    /// Wait for LXD to be ready to process requests
+    Waitready {
+        /// Number of seconds to wait before giving up
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+    },
+    /// Tell LXD to shutdown all containers and exit
+    Shutdown {
+        /// Number of seconds to wait before giving up
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+    },
+    /// Show the version
+    Version,
+}
+
+fn lxd_dir() -> PathBuf {
+    std::env::var_os("LXD_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/lxd"))
+}
+
+fn fail(e: impl std::fmt::Display) -> ! {
+    eprintln!("Error: {e}");
+    std::process::exit(1);
+}
+
+/// The hidden helpers; returns only when argv is not one of them.
+fn dispatch_helpers() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("forkstart") => {
+            let Some(dir) = args.get(2) else {
+                fail("usage: lxd forkstart RUN_DIR")
+            };
+            match lxd_runtime::monitor::forkstart(std::path::Path::new(dir)) {
+                Ok(()) => std::process::exit(0),
+                Err(e) => fail(e),
+            }
+        }
+        Some("forkexec") => {
+            let Some(json) = args.get(2) else {
+                fail("usage: lxd forkexec JSON")
+            };
+            let req: lxd_runtime::attach::ExecRequest = match serde_json::from_str(json) {
+                Ok(r) => r,
+                Err(e) => fail(format!("invalid exec request: {e}")),
+            };
+            lxd_runtime::attach::forkexec(&req)
+        }
+        _ => {}
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = if cli.debug {
+        "debug"
+    } else if cli.verbose {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LXD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match &cli.logfile {
+        Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            Ok(f) => builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init(),
+            Err(e) => fail(format!("failed to open log file {}: {e}", path.display())),
+        },
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+async fn waitready(dir: &std::path::Path, timeout: u64) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let c = lxd::local_client::LocalClient::new(dir)?;
+    loop {
+        if c.ready().await {
+            return Ok(());
+        }
+        if timeout > 0 && start.elapsed() > Duration::from_secs(timeout) {
+            anyhow::bail!("LXD still not running after {timeout}s timeout");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn shutdown(dir: &std::path::Path, timeout: u64) -> anyhow::Result<()> {
+    let c = lxd::local_client::LocalClient::new(dir)?;
+    c.query("PUT", "/internal/shutdown", None).await?;
+    let start = Instant::now();
+    let sock = lxd::local_client::socket_path(dir);
+    loop {
+        if tokio::net::UnixStream::connect(&sock).await.is_err() {
+            return Ok(());
+        }
+        if timeout > 0 && start.elapsed() > Duration::from_secs(timeout) {
+            anyhow::bail!("LXD still running after {timeout}s timeout");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn init(
+    dir: &std::path::Path,
+    auto: bool,
+    preseed: bool,
+    dump: bool,
+    backend: &str,
+    pool: &str,
+    loop_size: Option<u64>,
+) -> anyhow::Result<()> {
+    let c = lxd::local_client::LocalClient::new(dir)?;
+    if dump {
+        let server = c.query("GET", "/1.0", None).await?;
+        let pools = c.query("GET", "/1.0/storage-pools?recursion=1", None).await?;
+        let profiles = c.query("GET", "/1.0/profiles?recursion=1", None).await?;
+        let mut p = lxd::init::Preseed {
+            config: serde_json::from_value(server["config"].clone()).unwrap_or_default(),
+            ..Default::default()
+        };
+        for pool in pools.as_array().into_iter().flatten() {
+            p.storage_pools.push(serde_json::from_value(pool.clone())?);
+        }
+        for prof in profiles.as_array().into_iter().flatten() {
+            p.profiles.push(serde_json::from_value(prof.clone())?);
+        }
+        print!("{}", yaml_serde::to_string(&p)?);
+        return Ok(());
+    }
+    let p = if preseed {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        yaml_serde::from_str(&text).map_err(|e| anyhow::anyhow!("Invalid preseed YAML: {e}"))?
+    } else if auto {
+        let mut p = lxd::init::auto_preseed(backend, pool);
+        if let Some(gib) = loop_size {
+            p.storage_pools[0]
+                .config
+                .insert("size".into(), format!("{gib}GiB"));
+        }
+        p
+    } else {
+        let server = c.query("GET", "/1.0", None).await?;
+        let drivers: Vec<String> = server["environment"]["storage_supported_drivers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["Name"].as_str().map(str::to_string))
+            .collect();
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut out = std::io::stdout();
+        let (p, print) = lxd::init::interactive(&mut input, &mut out, &drivers)?;
+        if print {
+            println!("{}", yaml_serde::to_string(&p)?);
+        }
+        p
+    };
+    lxd::init::apply(&c, &p).await
+}
+
+fn main() {
+    dispatch_helpers();
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let dir = lxd_dir();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => fail(format!("failed to start the async runtime: {e}")),
+    };
+    let res = rt.block_on(async {
+        match cli.cmd {
+            None => {
+                lxd::run::serve(lxd::run::DaemonOptions {
+                    dir,
+                    group: cli.group.clone(),
+                })
+                .await
+            }
+            Some(Cmd::Waitready { timeout }) => waitready(&dir, timeout).await,
+            Some(Cmd::Shutdown { timeout }) => shutdown(&dir, timeout).await,
+            Some(Cmd::Version) => {
+                println!("{}", lxd::SERVER_VERSION);
+                Ok(())
+            }
+            Some(Cmd::Init {
+                auto,
+                preseed,
+                dump,
+                storage_backend,
+                storage_pool,
+                storage_create_loop,
+            }) => {
+                init(
+                    &dir,
+                    auto,
+                    preseed,
+                    dump,
+                    &storage_backend,
+                    &storage_pool,
+                    storage_create_loop,
+                )
+                .await
+            }
+        }
+    });
+    if let Err(e) = res {
+        fail(e);
+    }
+}

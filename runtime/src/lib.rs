@@ -3,3 +3,10 @@
 //! monitor (`lxd forkstart`) and attach (`lxd forkexec`). All `unsafe` lives in this crate.
 
 pub mod spec;
+pub mod process;
+pub mod attach;
+pub mod control;
+pub mod error;
+pub mod idmap;
+pub mod monitor;
+pub mod state;

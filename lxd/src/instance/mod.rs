@@ -1,0 +1,453 @@
+//! Instances: the domain behind `/1.0/instances`. Creation from images, config and device updates,
+//! rename and delete live here; start/stop in `lifecycle`, exec in `exec`, rendering to API types
+//! in `render`. Nothing here speaks HTTP; handlers in `api/` call these functions.
+
+pub mod devices;
+pub mod exec;
+pub mod idmap;
+pub mod lifecycle;
+pub mod render;
+pub mod runtime;
+pub mod snapshots;
+
+use lxd_api::instance::{InstancePut, InstancesPost};
+use lxd_api::{ConfigMap, DevicesMap};
+use std::sync::Arc;
+
+use crate::daemon::Daemon;
+use crate::db::instances::InstanceRow;
+use crate::error::{ApiError, Result};
+use crate::events::now;
+use crate::operations::Op;
+
+/// LXD's instance name rule (a valid hostname label): 1-63 chars of letters, digits and dashes,
+/// not starting with a digit or a dash, not ending with a dash.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(ApiError::bad_request(format!(
+            "Invalid instance name \"{name}\": {why}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("name is empty");
+    }
+    if name.len() > 63 {
+        return bad("name is longer than 63 characters");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return bad("only letters, digits and dashes are allowed");
+    }
+    let first = name.chars().next().unwrap_or('-');
+    if first == '-' || first.is_ascii_digit() {
+        return bad("name must not start with a digit or a dash");
+    }
+    if name.ends_with('-') {
+        return bad("name must not end with a dash");
+    }
+    Ok(())
+}
+
+/// Validate a snapshot name (no `/`, not empty, not `.`/`..`).
+pub fn validate_snapshot_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.len() > 255 {
+        return Err(ApiError::bad_request(format!(
+            "Invalid snapshot name \"{name}\""
+        )));
+    }
+    Ok(())
+}
+
+/// Config and devices after applying the profiles in order, then the instance's own keys.
+#[derive(Debug, Clone, Default)]
+pub struct Expanded {
+    pub config: ConfigMap,
+    pub devices: DevicesMap,
+}
+
+pub fn expand(d: &Daemon, profiles: &[String], config: &ConfigMap, devices: &DevicesMap) -> Result<Expanded> {
+    let mut out = Expanded::default();
+    for p in profiles {
+        let prof = d.db.profile_opt(p)?.ok_or_else(|| {
+            ApiError::bad_request(format!("Requested profile \"{p}\" doesn't exist"))
+        })?;
+        out.config.extend(prof.config);
+        out.devices.extend(prof.devices);
+    }
+    out.config.extend(config.clone());
+    out.devices.extend(devices.clone());
+    Ok(out)
+}
+
+pub fn expand_row(d: &Daemon, row: &InstanceRow) -> Result<Expanded> {
+    expand(d, &row.profiles, &row.config, &row.devices)
+}
+
+/// Reject user-supplied volatile keys that only the daemon may set, as LXD does for PUT.
+fn check_user_config(config: &ConfigMap) -> Result<()> {
+    crate::config::validate_instance_config(config)
+}
+
+fn random_hwaddr() -> String {
+    let u = uuid::Uuid::new_v4();
+    let b = u.as_bytes();
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+/// Fill the volatile keys LXD keeps for a new instance (and MACs for new NICs).
+pub fn fill_volatile(config: &mut ConfigMap, expanded_devices: &DevicesMap) {
+    config
+        .entry("volatile.uuid".into())
+        .or_insert_with(|| uuid::Uuid::new_v4().to_string());
+    for (name, dev) in expanded_devices {
+        if dev.get("type").map(String::as_str) == Some("nic") {
+            let key = format!("volatile.{name}.hwaddr");
+            if dev.get("hwaddr").is_none_or(String::is_empty) && !config.contains_key(&key) {
+                config.insert(key, random_hwaddr());
+            }
+        }
+    }
+}
+
+/// Resolve the image named by a create request's source: alias first, then fingerprint prefix.
+pub fn resolve_image(d: &Daemon, alias: &str, fingerprint: &str) -> Result<crate::db::images::ImageRow> {
+    if !alias.is_empty() {
+        let a = d.db.alias_opt(alias)?.ok_or_else(|| {
+            ApiError::not_found(format!("Image alias \"{alias}\" not found"))
+        })?;
+        return d.db.image_by_prefix(&a.fingerprint);
+    }
+    if fingerprint.is_empty() {
+        return Err(ApiError::bad_request("No image fingerprint or alias given"));
+    }
+    match d.db.image_by_prefix(fingerprint) {
+        Ok(img) => Ok(img),
+        Err(e) if e.is_not_found() => {
+            // The CLI may pass an alias in the fingerprint field.
+            if let Some(a) = d.db.alias_opt(fingerprint)? {
+                d.db.image_by_prefix(&a.fingerprint)
+            } else {
+                Err(ApiError::not_found("Image not found"))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Validate a create request and insert the instance row; the volume is made by `create_volume`.
+pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, Option<crate::db::images::ImageRow>)> {
+    validate_name(&req.name)?;
+    if !req.kind.is_empty() && req.kind != "container" {
+        return Err(ApiError::bad_request(format!(
+            "Instance type \"{}\" is not supported (only containers)",
+            req.kind
+        )));
+    }
+    if d.db.instance_exists(&req.name)? {
+        return Err(ApiError::conflict(format!(
+            "Instance \"{}\" already exists",
+            req.name
+        )));
+    }
+    check_user_config(&req.config)?;
+    devices::validate_devices(&req.devices, false)?;
+    let profiles = req.profiles.clone().unwrap_or_else(|| vec!["default".into()]);
+    for (i, p) in profiles.iter().enumerate() {
+        if profiles[..i].contains(p) {
+            return Err(ApiError::bad_request(format!("Duplicate profile \"{p}\"")));
+        }
+    }
+    let expanded = expand(d, &profiles, &req.config, &req.devices)?;
+    crate::config::validate_instance_config(&expanded.config)?;
+    let (_, pool) = devices::root_disk(&expanded.devices).ok_or_else(|| {
+        ApiError::bad_request("No root device could be found (add a root disk to the instance or one of its profiles)")
+    })?;
+    d.pool(&pool)?;
+
+    let image = match req.source.kind.as_str() {
+        "image" => {
+            if !req.source.server.is_empty() {
+                return Err(ApiError::bad_request(
+                    "Creating instances from remote image servers is not supported yet",
+                ));
+            }
+            Some(resolve_image(d, &req.source.alias, &req.source.fingerprint)?)
+        }
+        "none" | "" => None,
+        "copy" | "migration" => {
+            return Err(ApiError::bad_request(format!(
+                "Instance source \"{}\" is not supported yet",
+                req.source.kind
+            )));
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Unknown instance source \"{other}\""
+            )));
+        }
+    };
+
+    let mut config = req.config.clone();
+    if let Some(img) = &image {
+        for (k, v) in &img.properties {
+            config.entry(format!("image.{k}")).or_insert_with(|| v.clone());
+        }
+        config.insert("volatile.base_image".into(), img.fingerprint.clone());
+        config.insert("volatile.apply_template".into(), "create".into());
+    }
+    config.insert("volatile.last_state.idmap".into(), "[]".into());
+    fill_volatile(&mut config, &expanded.devices);
+    let at = now();
+    let row = InstanceRow {
+        id: 0,
+        name: req.name.clone(),
+        architecture: image
+            .as_ref()
+            .map(|i| i.architecture.clone())
+            .unwrap_or_else(|| "x86_64".into()),
+        kind: "container".into(),
+        ephemeral: req.ephemeral,
+        stateful: req.stateful,
+        description: req.description.clone(),
+        created_at: at,
+        last_used_at: lxd_api::ZERO_TIME.into(),
+        config,
+        devices: req.devices.clone(),
+        profiles,
+        pool,
+    };
+    Ok((row, image))
+}
+
+/// Create the instance: row, storage volume (image unpacked once per pool), convenience symlink.
+/// Undoes what it did on failure.
+pub async fn create(d: &Arc<Daemon>, op: &Arc<Op>, row: InstanceRow, image: Option<crate::db::images::ImageRow>) -> Result<()> {
+    let lock = d.instance_lock(&row.name);
+    let _g = lock.lock().await;
+    d.db.instance_create(&row)?;
+    let res = create_volume(d, op, &row, image.as_ref()).await;
+    if let Err(e) = res {
+        let _ = d.db.instance_delete(&row.name);
+        return Err(e);
+    }
+    if let Some(img) = &image {
+        let _ = d.db.image_touch(&img.fingerprint, &now());
+    }
+    d.events.lifecycle(
+        "instance-created",
+        &format!("/1.0/instances/{}", row.name),
+        serde_json::json!({"type": "container", "storage-pool": row.pool}),
+    );
+    Ok(())
+}
+
+async fn create_volume(d: &Arc<Daemon>, op: &Arc<Op>, row: &InstanceRow, image: Option<&crate::db::images::ImageRow>) -> Result<()> {
+    let pool = d.pool(&row.pool)?;
+    let name = row.name.clone();
+    let path = match image {
+        Some(img) => {
+            let fp = img.fingerprint.clone();
+            let images_dir = d.images_dir();
+            let op2 = op.clone();
+            let pool2 = pool.clone();
+            tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
+                if !pool2.image_volume_exists(&fp)? {
+                    op2.progress("create_instance_from_image_unpack", "Unpack: 0%", Some(0));
+                    let mut filler = |dir: &std::path::Path| -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                        crate::images::unpack_image(&images_dir, &fp, dir)
+                            .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.to_string().into() })
+                    };
+                    pool2.create_image_volume(&fp, &mut filler)?;
+                    op2.progress("create_instance_from_image_unpack", "Unpack: 100%", Some(100));
+                }
+                Ok(pool2.create_instance_from_image(&name, &fp)?)
+            })
+            .await??
+        }
+        None => {
+            let pool2 = pool.clone();
+            tokio::task::spawn_blocking(move || pool2.create_instance_empty(&name)).await??
+        }
+    };
+    let link = d.dir.join("containers").join(&row.name);
+    let _ = std::fs::remove_file(&link);
+    if let Err(e) = std::os::unix::fs::symlink(&path, &link) {
+        let pool2 = pool.clone();
+        let name = row.name.clone();
+        let _ = tokio::task::spawn_blocking(move || pool2.delete_instance(&name)).await;
+        return Err(crate::error::io_err("create symlink", &link, e));
+    }
+    Ok(())
+}
+
+/// Delete an instance: refuse a running one unless `force` (then kill it), remove its volume,
+/// snapshots, runtime and log directories, and its row.
+pub async fn delete(d: &Arc<Daemon>, name: &str, force: bool) -> Result<()> {
+    let lock = d.instance_lock(name);
+    let _g = lock.lock().await;
+    let row = d.db.instance(name)?;
+    if crate::config::is_true(&row.config, "security.protection.delete") {
+        return Err(ApiError::forbidden(
+            "Instance is protected from being deleted (security.protection.delete)",
+        ));
+    }
+    if runtime::probe(d, name).is_active() {
+        if !force {
+            return Err(ApiError::bad_request(
+                "Instance is running, stop it first or pass --force",
+            ));
+        }
+        lifecycle::stop_locked(d, &row, true, None).await?;
+    }
+    let pool = d.pool(&row.pool)?;
+    let n = name.to_string();
+    tokio::task::spawn_blocking(move || pool.delete_instance(&n)).await??;
+    let _ = std::fs::remove_file(d.dir.join("containers").join(name));
+    let _ = std::fs::remove_dir_all(d.run_dir(name));
+    let _ = std::fs::remove_dir_all(d.log_dir(name));
+    d.db.instance_delete(name)?;
+    d.events.lifecycle(
+        "instance-deleted",
+        &format!("/1.0/instances/{name}"),
+        serde_json::json!({}),
+    );
+    Ok(())
+}
+
+/// Rename a stopped instance (volume, snapshots, symlink, logs, row).
+pub async fn rename(d: &Arc<Daemon>, old: &str, new: &str) -> Result<()> {
+    validate_name(new)?;
+    let lock = d.instance_lock(old);
+    let _g = lock.lock().await;
+    let row = d.db.instance(old)?;
+    if runtime::probe(d, old).is_active() {
+        return Err(ApiError::bad_request("Renaming of running instance not allowed"));
+    }
+    if d.db.instance_exists(new)? {
+        return Err(ApiError::conflict(format!("Name \"{new}\" already in use")));
+    }
+    let pool = d.pool(&row.pool)?;
+    let (o, n) = (old.to_string(), new.to_string());
+    let pool2 = pool.clone();
+    let path = tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
+        pool2.rename_instance(&o, &n)?;
+        Ok(pool2.instance_path(&n))
+    })
+    .await??;
+    if let Err(e) = d.db.instance_rename(old, new) {
+        let (o, n) = (old.to_string(), new.to_string());
+        let _ = tokio::task::spawn_blocking(move || pool.rename_instance(&n, &o)).await;
+        return Err(e);
+    }
+    let _ = std::fs::remove_file(d.dir.join("containers").join(old));
+    let _ = std::os::unix::fs::symlink(&path, d.dir.join("containers").join(new));
+    let _ = std::fs::remove_dir_all(d.run_dir(old));
+    let _ = std::fs::rename(d.log_dir(old), d.log_dir(new));
+    d.events.lifecycle(
+        "instance-renamed",
+        &format!("/1.0/instances/{new}"),
+        serde_json::json!({"old_name": old}),
+    );
+    Ok(())
+}
+
+/// `PUT /1.0/instances/NAME`: replace config, devices, profiles, description, ephemeral.
+/// Volatile keys the user did not send are kept (LXD keeps them too).
+pub async fn update(d: &Arc<Daemon>, name: &str, put: InstancePut) -> Result<()> {
+    let lock = d.instance_lock(name);
+    let _g = lock.lock().await;
+    let mut row = d.db.instance(name)?;
+    let mut config: ConfigMap = put
+        .config
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("volatile."))
+        .collect();
+    check_user_config(&config)?;
+    devices::validate_devices(&put.devices, false)?;
+    for (k, v) in &row.config {
+        if k.starts_with("volatile.") {
+            config.insert(k.clone(), v.clone());
+        }
+    }
+    let profiles = put.profiles;
+    let expanded = expand(d, &profiles, &config, &put.devices)?;
+    crate::config::validate_instance_config(&expanded.config)?;
+    let (_, pool) = devices::root_disk(&expanded.devices)
+        .ok_or_else(|| ApiError::bad_request("No root device could be found"))?;
+    if pool != row.pool {
+        return Err(ApiError::bad_request(
+            "Changing the root disk's pool is not supported; use lxc move -s",
+        ));
+    }
+    fill_volatile(&mut config, &expanded.devices);
+    let old = row.clone();
+    row.config = config;
+    row.devices = put.devices;
+    row.profiles = profiles;
+    row.description = put.description;
+    row.ephemeral = put.ephemeral;
+    if !put.architecture.is_empty() {
+        row.architecture = put.architecture;
+    }
+    d.db.instance_update(&row)?;
+    if let Err(e) = lifecycle::apply_live(d, &old, &row).await {
+        let _ = d.db.instance_update(&old);
+        return Err(e);
+    }
+    d.events.lifecycle(
+        "instance-updated",
+        &format!("/1.0/instances/{name}"),
+        serde_json::json!({}),
+    );
+    Ok(())
+}
+
+/// A profile changed: re-apply live settings to running instances that use it.
+pub async fn profile_changed(d: &Arc<Daemon>, profile: &str) -> Result<()> {
+    for name in d.db.instances_using_profile(profile)? {
+        let row = d.db.instance(&name)?;
+        let expanded = expand_row(d, &row)?;
+        crate::config::validate_instance_config(&expanded.config)?;
+        if devices::root_disk(&expanded.devices).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "Instance \"{name}\" would be left without a root disk device"
+            )));
+        }
+        if runtime::probe(d, &name).is_active() {
+            lifecycle::apply_live(d, &row, &row).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_follow_lxd() {
+        assert!(validate_name("C01").is_ok());
+        assert!(validate_name("web-1").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("1abc").is_err());
+        assert!(validate_name("-abc").is_err());
+        assert!(validate_name("abc-").is_err());
+        assert!(validate_name("a_b").is_err());
+        assert!(validate_name("a.b").is_err());
+        assert!(validate_name(&"a".repeat(64)).is_err());
+        assert!(validate_name(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn hwaddr_has_lxd_prefix() {
+        let mut c = ConfigMap::new();
+        let mut devs = DevicesMap::new();
+        let mut nic = ConfigMap::new();
+        nic.insert("type".into(), "nic".into());
+        devs.insert("eth0".into(), nic);
+        fill_volatile(&mut c, &devs);
+        let mac = &c["volatile.eth0.hwaddr"];
+        assert!(mac.starts_with("00:16:3e:"));
+        assert!(devices::valid_mac(mac));
+        assert!(c.contains_key("volatile.uuid"));
+    }
+}
