@@ -23,6 +23,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "operation_description",
     "container_full",
     "projects",
+    "api_filtering",
     "instances",
     "image_types",
     "instance_get_full",

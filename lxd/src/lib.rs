@@ -9,6 +9,7 @@ pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod fdio;
+pub mod filter;
 pub mod images;
 pub mod init;
 pub mod instance;

@@ -76,21 +76,20 @@ fn to_api(d: &AppState, img: &ImageRow) -> Result<Image> {
 
 async fn list(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> ApiResult {
     let p = params(q)?;
-    let images = d.db.images()?;
-    if p.recursion > 0 {
-        let mut out = Vec::new();
-        for img in &images {
-            out.push(to_api(&d, img)?);
+    let filter = crate::filter::Filter::parse(p.get("filter").unwrap_or(""))?;
+    let mut out = Vec::new();
+    for img in &d.db.images()? {
+        let v = serde_json::to_value(to_api(&d, img)?)?;
+        if filter.as_ref().is_some_and(|f| !f.matches(&v)) {
+            continue;
         }
-        Ok(sync(out))
-    } else {
-        Ok(sync(
-            images
-                .iter()
-                .map(|i| format!("/1.0/images/{}", i.fingerprint))
-                .collect::<Vec<_>>(),
-        ))
+        out.push(if p.recursion > 0 {
+            v
+        } else {
+            serde_json::Value::String(format!("/1.0/images/{}", img.fingerprint))
+        });
     }
+    Ok(sync(out))
 }
 
 async fn show(State(d): State<AppState>, Path(fp): Path<String>) -> ApiResult {

@@ -54,29 +54,33 @@ pub fn routes() -> Router<AppState> {
 
 async fn list(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> ApiResult {
     let p = params(q)?;
-    match p.recursion {
-        0 => Ok(sync(
+    let filter = crate::filter::Filter::parse(p.get("filter").unwrap_or(""))?;
+    if p.recursion == 0 && filter.is_none() {
+        return Ok(sync(
             d.db.instance_names()?
                 .into_iter()
                 .map(|n| format!("/1.0/instances/{n}"))
                 .collect::<Vec<_>>(),
-        )),
-        1 => {
-            let mut out = Vec::new();
-            for row in d.db.instances()? {
-                let st = rt::probe(&d, &row.name);
-                out.push(render::instance(&d, &row, st)?);
-            }
-            Ok(sync(out))
-        }
-        _ => {
-            let mut out = Vec::new();
-            for row in d.db.instances()? {
-                out.push(render::full(&d, &row)?);
-            }
-            Ok(sync(out))
-        }
+        ));
     }
+    let mut out = Vec::new();
+    for row in d.db.instances()? {
+        let v = if p.recursion >= 2 {
+            serde_json::to_value(render::full(&d, &row)?)?
+        } else {
+            let st = rt::probe(&d, &row.name);
+            serde_json::to_value(render::instance(&d, &row, st)?)?
+        };
+        if filter.as_ref().is_some_and(|f| !f.matches(&v)) {
+            continue;
+        }
+        out.push(if p.recursion == 0 {
+            serde_json::Value::String(format!("/1.0/instances/{}", row.name))
+        } else {
+            v
+        });
+    }
+    Ok(sync(out))
 }
 
 async fn create(State(d): State<AppState>, Json(req): Json<InstancesPost>) -> ApiResult {
