@@ -16,10 +16,7 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 }
 
 pub fn is_true(config: &ConfigMap, key: &str) -> bool {
-    config
-        .get(key)
-        .and_then(|v| parse_bool(v))
-        .unwrap_or(false)
+    config.get(key).and_then(|v| parse_bool(v)).unwrap_or(false)
 }
 
 /// Parse a size as LXD does: "512MiB", "2GB", "1024" (bytes), "10%"-style is not accepted here.
@@ -97,17 +94,29 @@ fn check_listen_address(key: &str, v: &str) -> Result<()> {
 /// Validate one server config key and value (`lxc config set KEY VALUE`).
 pub fn validate_server_key(key: &str, v: &str) -> Result<()> {
     match key {
-        "core.https_address" | "core.debug_address" | "core.metrics_address"
+        "core.https_address"
+        | "core.debug_address"
+        | "core.metrics_address"
         | "cluster.https_address" => check_listen_address(key, v),
-        "core.trust_password" | "core.proxy_http" | "core.proxy_https"
-        | "core.proxy_ignore_hosts" | "core.https_allowed_headers"
-        | "core.https_allowed_methods" | "core.https_allowed_origin" | "core.bgp_address"
-        | "core.dns_address" | "storage.images_volume" | "storage.backups_volume"
-        | "maas.api.url" | "maas.api.key" | "maas.machine" | "images.default_architecture" => {
-            Ok(())
-        }
-        "core.https_allowed_credentials" | "core.trust_ca_certificates"
-        | "images.auto_update_cached" | "core.syslog_socket" => check_bool(key, v),
+        "core.trust_password"
+        | "core.proxy_http"
+        | "core.proxy_https"
+        | "core.proxy_ignore_hosts"
+        | "core.https_allowed_headers"
+        | "core.https_allowed_methods"
+        | "core.https_allowed_origin"
+        | "core.bgp_address"
+        | "core.dns_address"
+        | "storage.images_volume"
+        | "storage.backups_volume"
+        | "maas.api.url"
+        | "maas.api.key"
+        | "maas.machine"
+        | "images.default_architecture" => Ok(()),
+        "core.https_allowed_credentials"
+        | "core.trust_ca_certificates"
+        | "images.auto_update_cached"
+        | "core.syslog_socket" => check_bool(key, v),
         "core.shutdown_timeout" | "core.remote_token_expiry_seconds" => check_int(key, v, 0),
         "images.auto_update_interval" | "images.remote_cache_expiry" => check_int(key, v, 0),
         "images.compression_algorithm" | "backups.compression_algorithm" => {
@@ -124,8 +133,14 @@ pub fn validate_server_key(key: &str, v: &str) -> Result<()> {
     }
 }
 
+/// Validate a server config change; an empty value means "unset" and is always accepted for a
+/// known key.
 pub fn validate_server_config(config: &ConfigMap) -> Result<()> {
     for (k, v) in config {
+        if v.is_empty() {
+            validate_server_key(k, server_default(k)).or_else(|_| validate_server_key(k, ""))?;
+            continue;
+        }
         validate_server_key(k, v)?;
     }
     Ok(())
@@ -237,13 +252,22 @@ pub fn validate_instance_key(key: &str, v: &str) -> Result<()> {
         return Ok(());
     }
     match key {
-        "boot.autostart" | "security.privileged" | "security.nesting"
-        | "security.protection.delete" | "security.protection.shift"
-        | "security.idmap.isolated" | "security.syscalls.intercept.mknod"
-        | "security.syscalls.intercept.setxattr" | "security.syscalls.intercept.mount"
-        | "limits.memory.swap" | "security.devlxd" | "migration.stateful"
-        | "security.syscalls.deny_default" | "security.syscalls.deny_compat"
-        | "snapshots.expiry.manual" | "limits.memory.hugepages" => check_bool(key, v),
+        "boot.autostart"
+        | "security.privileged"
+        | "security.nesting"
+        | "security.protection.delete"
+        | "security.protection.shift"
+        | "security.idmap.isolated"
+        | "security.syscalls.intercept.mknod"
+        | "security.syscalls.intercept.setxattr"
+        | "security.syscalls.intercept.mount"
+        | "limits.memory.swap"
+        | "security.devlxd"
+        | "migration.stateful"
+        | "security.syscalls.deny_default"
+        | "security.syscalls.deny_compat"
+        | "snapshots.expiry.manual"
+        | "limits.memory.hugepages" => check_bool(key, v),
         "boot.autostart.priority" | "boot.stop.priority" => check_int(key, v, i64::MIN),
         "boot.autostart.delay" | "boot.host_shutdown_timeout" => check_int(key, v, 0),
         "limits.cpu" => check_cpu_limit(key, v),
@@ -266,10 +290,20 @@ pub fn validate_instance_key(key: &str, v: &str) -> Result<()> {
         "limits.processes" => check_int(key, v, 1),
         "security.idmap.base" | "security.idmap.size" => check_int(key, v, 0),
         "raw.idmap" => crate::instance::idmap::parse_raw_idmap(v).map(|_| ()),
-        "raw.lxc" | "raw.seccomp" | "raw.apparmor" | "linux.kernel_modules" | "description"
-        | "snapshots.schedule" | "snapshots.pattern" | "snapshots.expiry"
-        | "security.syscalls.allow" | "security.syscalls.deny" | "cloud-init.user-data"
-        | "cloud-init.vendor-data" | "cloud-init.network-config" | "user-data" => Ok(()),
+        "raw.lxc"
+        | "raw.seccomp"
+        | "raw.apparmor"
+        | "linux.kernel_modules"
+        | "description"
+        | "snapshots.schedule"
+        | "snapshots.pattern"
+        | "snapshots.expiry"
+        | "security.syscalls.allow"
+        | "security.syscalls.deny"
+        | "cloud-init.user-data"
+        | "cloud-init.vendor-data"
+        | "cloud-init.network-config"
+        | "user-data" => Ok(()),
         "snapshots.schedule.stopped" => check_bool(key, v),
         _ => Err(ApiError::bad_request(format!(
             "Invalid config key \"{key}\""

@@ -73,7 +73,15 @@ impl Filter {
                 _ => return Err(bad()),
             };
             let value = t[i + 2].clone();
-            clauses.push((join_and, Clause { not, field, eq, value }));
+            clauses.push((
+                join_and,
+                Clause {
+                    not,
+                    field,
+                    eq,
+                    value,
+                },
+            ));
             i += 3;
             if i < t.len() {
                 join_and = match t[i].to_ascii_lowercase().as_str() {

@@ -68,8 +68,12 @@ pub async fn apply(c: &LocalClient, p: &Preseed) -> anyhow::Result<()> {
                 }
             }
             Err(_) => {
-                c.query("POST", "/1.0/storage-pools", Some(&serde_json::to_value(pool)?))
-                    .await?;
+                c.query(
+                    "POST",
+                    "/1.0/storage-pools",
+                    Some(&serde_json::to_value(pool)?),
+                )
+                .await?;
             }
         }
     }
@@ -89,8 +93,12 @@ pub async fn apply(c: &LocalClient, p: &Preseed) -> anyhow::Result<()> {
                 } else {
                     body
                 };
-                c.query("PATCH", &format!("/1.0/profiles/{}", prof.name), Some(&body))
-                    .await?;
+                c.query(
+                    "PATCH",
+                    &format!("/1.0/profiles/{}", prof.name),
+                    Some(&body),
+                )
+                .await?;
             }
             Err(_) => {
                 c.query("POST", "/1.0/profiles", Some(&serde_json::to_value(prof)?))
@@ -151,10 +159,18 @@ pub fn interactive(
 ) -> anyhow::Result<(Preseed, bool)> {
     let mut p = Preseed::default();
     if ask_bool(input, out, "Would you like to use LXD clustering?", false)? {
-        writeln!(out, "Clustering is not supported; continuing with a standalone server.")?;
+        writeln!(
+            out,
+            "Clustering is not supported; continuing with a standalone server."
+        )?;
     }
     let mut pool_name = String::new();
-    if ask_bool(input, out, "Do you want to configure a new storage pool?", true)? {
+    if ask_bool(
+        input,
+        out,
+        "Do you want to configure a new storage pool?",
+        true,
+    )? {
         pool_name = ask(input, out, "Name of the new storage pool", "default")?;
         let list = drivers.join(", ");
         let backend = loop {
@@ -189,14 +205,27 @@ pub fn interactive(
                 };
                 pool.config.insert("size".into(), size);
             } else {
-                let src = ask(input, out, "Name of the existing block device or dataset", "")?;
+                let src = ask(
+                    input,
+                    out,
+                    "Name of the existing block device or dataset",
+                    "",
+                )?;
                 pool.config.insert("source".into(), src);
             }
         }
         p.storage_pools.push(pool);
     }
-    if ask_bool(input, out, "Would you like to create a new local network bridge?", false)? {
-        writeln!(out, "Managed networks are not supported yet; skipping the bridge.")?;
+    if ask_bool(
+        input,
+        out,
+        "Would you like to create a new local network bridge?",
+        false,
+    )? {
+        writeln!(
+            out,
+            "Managed networks are not supported yet; skipping the bridge."
+        )?;
     }
     if ask_bool(
         input,
@@ -204,9 +233,18 @@ pub fn interactive(
         "Would you like the LXD server to be available over the network?",
         false,
     )? {
-        let addr = ask(input, out, "Address to bind LXD to (not including port)", "all")?;
+        let addr = ask(
+            input,
+            out,
+            "Address to bind LXD to (not including port)",
+            "all",
+        )?;
         let port = ask(input, out, "Port to bind LXD to", "8443")?;
-        let addr = if addr == "all" { "[::]".to_string() } else { addr };
+        let addr = if addr == "all" {
+            "[::]".to_string()
+        } else {
+            addr
+        };
         p.config
             .insert("core.https_address".into(), format!("{addr}:{port}"));
     }

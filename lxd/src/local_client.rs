@@ -27,7 +27,12 @@ impl LocalClient {
     }
 
     /// One request; returns the metadata of a sync response, waits for async ones.
-    pub async fn query(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub async fn query(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("http://unix.socket{path}");
         let m = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self.http.request(m, &url);
@@ -45,7 +50,8 @@ impl LocalClient {
             lxd_api::ResponseType::Sync => Ok(env.metadata),
             lxd_api::ResponseType::Async => {
                 let id = env.metadata["id"].as_str().unwrap_or_default().to_string();
-                let op = Box::pin(self.query("GET", &format!("/1.0/operations/{id}/wait"), None)).await?;
+                let op = Box::pin(self.query("GET", &format!("/1.0/operations/{id}/wait"), None))
+                    .await?;
                 if op["status_code"].as_i64() != Some(200) {
                     anyhow::bail!("{}", op["err"].as_str().unwrap_or("operation failed"));
                 }

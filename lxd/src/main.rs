@@ -115,7 +115,11 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match &cli.logfile {
-        Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             Ok(f) => builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(f))
@@ -168,7 +172,9 @@ async fn init(
     let c = lxd::local_client::LocalClient::new(dir)?;
     if dump {
         let server = c.query("GET", "/1.0", None).await?;
-        let pools = c.query("GET", "/1.0/storage-pools?recursion=1", None).await?;
+        let pools = c
+            .query("GET", "/1.0/storage-pools?recursion=1", None)
+            .await?;
         let profiles = c.query("GET", "/1.0/profiles?recursion=1", None).await?;
         let mut p = lxd::init::Preseed {
             config: serde_json::from_value(server["config"].clone()).unwrap_or_default(),

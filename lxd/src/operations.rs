@@ -314,11 +314,17 @@ pub fn instance_resources(names: &[&str]) -> Resources {
     let mut r = Resources::new();
     r.insert(
         "instances".into(),
-        names.iter().map(|n| format!("/1.0/instances/{n}")).collect(),
+        names
+            .iter()
+            .map(|n| format!("/1.0/instances/{n}"))
+            .collect(),
     );
     r.insert(
         "containers".into(),
-        names.iter().map(|n| format!("/1.0/containers/{n}")).collect(),
+        names
+            .iter()
+            .map(|n| format!("/1.0/containers/{n}"))
+            .collect(),
     );
     r
 }

@@ -52,7 +52,12 @@ pub async fn autostart(d: &Arc<Daemon>) -> anyhow::Result<()> {
         let ex = crate::instance::expand_row(d, &row)?;
         let wanted = match ex.config.get("boot.autostart").map(String::as_str) {
             Some(v) if !v.is_empty() => crate::config::parse_bool(v).unwrap_or(false),
-            _ => row.config.get("volatile.last_state.power").map(String::as_str) == Some("RUNNING"),
+            _ => {
+                row.config
+                    .get("volatile.last_state.power")
+                    .map(String::as_str)
+                    == Some("RUNNING")
+            }
         };
         if !wanted {
             continue;

@@ -1,2 +1,4 @@
 //! TEMPORARY STUB
-pub fn forkstart(_r: &std::path::Path) -> Result<(), crate::error::Error> { Err(crate::error::Error("stub".into())) }
+pub fn forkstart(_r: &std::path::Path) -> Result<(), crate::error::Error> {
+    Err(crate::error::Error("stub".into()))
+}

@@ -21,7 +21,9 @@ use super::{AppState, params};
 use crate::db::images::{AliasRow, ImageRow};
 use crate::error::{ApiError, Result};
 use crate::events::now;
-use crate::response::{ApiResult, Json, async_op, check_etag, created, empty, etag_of, sync, sync_etag};
+use crate::response::{
+    ApiResult, Json, async_op, check_etag, created, empty, etag_of, sync, sync_etag,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,16 +45,15 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn to_api(d: &AppState, img: &ImageRow) -> Result<Image> {
-    let aliases = d
-        .db
-        .aliases()?
-        .into_iter()
-        .filter(|a| a.fingerprint == img.fingerprint)
-        .map(|a| ImageAlias {
-            name: a.name,
-            description: a.description,
-        })
-        .collect();
+    let aliases =
+        d.db.aliases()?
+            .into_iter()
+            .filter(|a| a.fingerprint == img.fingerprint)
+            .map(|a| ImageAlias {
+                name: a.name,
+                description: a.description,
+            })
+            .collect();
     Ok(Image {
         auto_update: img.auto_update,
         properties: img.properties.clone(),
@@ -94,12 +95,22 @@ async fn list(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> A
 
 async fn show(State(d): State<AppState>, Path(fp): Path<String>) -> ApiResult {
     let img = d.db.image_by_prefix(&fp)?;
-    let tag = etag_of(&(&img.auto_update, &img.properties, &img.public, &img.profiles));
+    let tag = etag_of(&(
+        &img.auto_update,
+        &img.properties,
+        &img.public,
+        &img.profiles,
+    ));
     Ok(sync_etag(to_api(&d, &img)?, &tag))
 }
 
 fn img_etag(img: &ImageRow) -> String {
-    etag_of(&(&img.auto_update, &img.properties, &img.public, &img.profiles))
+    etag_of(&(
+        &img.auto_update,
+        &img.properties,
+        &img.public,
+        &img.profiles,
+    ))
 }
 
 async fn replace(
@@ -168,7 +179,9 @@ async fn spool(d: &AppState, body: Body) -> Result<PathBuf> {
             Ok(c) => c,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&path).await;
-                return Err(ApiError::bad_request(format!("Failed to read the upload: {e}")));
+                return Err(ApiError::bad_request(format!(
+                    "Failed to read the upload: {e}"
+                )));
             }
         };
         if let Err(e) = f.write_all(&chunk).await {
@@ -209,15 +222,13 @@ fn url_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -333,7 +344,12 @@ async fn upload(State(d): State<AppState>, headers: HeaderMap, req: Request) -> 
                 r
             })
             .await?
-            .map_err(|e| ApiError::new(StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string()))?;
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+                    e.to_string(),
+                )
+            })?;
             let fp = imported.fingerprint.clone();
             if d2.db.image_opt(&fp)?.is_some() {
                 return Err(ApiError::conflict(format!(
@@ -367,7 +383,11 @@ async fn upload(State(d): State<AppState>, headers: HeaderMap, req: Request) -> 
                 cached: false,
                 auto_update: false,
                 properties,
-                profiles: if profiles.is_empty() { vec!["default".into()] } else { profiles },
+                profiles: if profiles.is_empty() {
+                    vec!["default".into()]
+                } else {
+                    profiles
+                },
                 source: None,
                 split: imported.split,
             };
@@ -396,17 +416,25 @@ async fn delete(State(d): State<AppState>, Path(fp): Path<String>) -> ApiResult 
     let d2 = d.clone();
     let mut res = std::collections::BTreeMap::new();
     res.insert("images".to_string(), vec![format!("/1.0/images/{fp}")]);
-    let op = d.ops.start_task("Deleting image", res, false, move |_op| async move {
-        delete_image(&d2, &fp).await?;
-        Ok(None)
-    });
+    let op = d
+        .ops
+        .start_task("Deleting image", res, false, move |_op| async move {
+            delete_image(&d2, &fp).await?;
+            Ok(None)
+        });
     Ok(async_op(&op.to_api()))
 }
 
 /// Delete an image: its volumes on every pool (a driver may keep one alive for its clones), its
 /// row and aliases, and its files in the store.
 async fn delete_image(d: &AppState, fp: &str) -> Result<()> {
-    let pools: Vec<_> = d.pools.read().expect("pools lock").values().cloned().collect();
+    let pools: Vec<_> = d
+        .pools
+        .read()
+        .expect("pools lock")
+        .values()
+        .cloned()
+        .collect();
     for pool in pools {
         let fp2 = fp.to_string();
         tokio::task::spawn_blocking(move || -> std::result::Result<(), lxd_storage::Error> {
@@ -511,7 +539,9 @@ fn validate_alias_name(name: &str) -> Result<()> {
         return Err(ApiError::bad_request("Alias name missing"));
     }
     if name.contains(':') || name.contains(char::is_whitespace) {
-        return Err(ApiError::bad_request(format!("Invalid alias name \"{name}\"")));
+        return Err(ApiError::bad_request(format!(
+            "Invalid alias name \"{name}\""
+        )));
     }
     Ok(())
 }
@@ -551,7 +581,11 @@ async fn create_alias(State(d): State<AppState>, Json(req): Json<ImageAliasesPos
         name: req.name.clone(),
         fingerprint: img.fingerprint,
         description: req.description,
-        kind: if req.kind.is_empty() { "container".into() } else { req.kind },
+        kind: if req.kind.is_empty() {
+            "container".into()
+        } else {
+            req.kind
+        },
     })?;
     let url = format!("/1.0/images/aliases/{}", encode_segment(&req.name));
     d.events

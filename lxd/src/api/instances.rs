@@ -110,7 +110,14 @@ async fn show(
 ) -> ApiResult {
     let p = params(q)?;
     let row = d.db.instance(&name)?;
-    let tag = etag_of(&(&row.architecture, &row.config, &row.devices, &row.profiles, &row.ephemeral, &row.description));
+    let tag = etag_of(&(
+        &row.architecture,
+        &row.config,
+        &row.devices,
+        &row.profiles,
+        &row.ephemeral,
+        &row.description,
+    ));
     if p.recursion > 0 {
         Ok(sync_etag(render::full(&d, &row)?, &tag))
     } else {
@@ -120,7 +127,14 @@ async fn show(
 }
 
 fn instance_etag(row: &crate::db::instances::InstanceRow) -> String {
-    etag_of(&(&row.architecture, &row.config, &row.devices, &row.profiles, &row.ephemeral, &row.description))
+    etag_of(&(
+        &row.architecture,
+        &row.config,
+        &row.devices,
+        &row.profiles,
+        &row.ephemeral,
+        &row.description,
+    ))
 }
 
 async fn replace(
@@ -329,7 +343,9 @@ async fn exec(
 
 fn log_path(d: &AppState, name: &str, file: &str) -> Result<std::path::PathBuf> {
     if file.is_empty() || file.contains('/') || file.starts_with('.') {
-        return Err(ApiError::bad_request(format!("Invalid log file name \"{file}\"")));
+        return Err(ApiError::bad_request(format!(
+            "Invalid log file name \"{file}\""
+        )));
     }
     Ok(d.log_dir(name).join(file))
 }
@@ -376,7 +392,9 @@ async fn delete_log(
 ) -> ApiResult {
     d.db.instance(&name)?;
     if file == "lxc.log" || file == "console.log" {
-        return Err(ApiError::bad_request("Only exec output logs can be deleted"));
+        return Err(ApiError::bad_request(
+            "Only exec output logs can be deleted",
+        ));
     }
     let path = log_path(&d, &name, &file)?;
     std::fs::remove_file(&path).map_err(|e| match e.kind() {
@@ -417,7 +435,9 @@ async fn create_snapshot(
 ) -> ApiResult {
     d.db.instance(&name)?;
     if req.stateful {
-        return Err(ApiError::bad_request("Stateful snapshots are not supported"));
+        return Err(ApiError::bad_request(
+            "Stateful snapshots are not supported",
+        ));
     }
     let snap = if req.name.is_empty() {
         crate::instance::snapshots::next_name(&d, &name)?
@@ -486,9 +506,15 @@ async fn update_snapshot(
     let v: serde_json::Value = crate::response::parse_json(&body)?;
     if let Some(e) = v.get("expires_at").and_then(|x| x.as_str()) {
         if !e.is_empty() && e.parse::<jiff::Timestamp>().is_err() {
-            return Err(ApiError::bad_request(format!("Invalid expiry date \"{e}\"")));
+            return Err(ApiError::bad_request(format!(
+                "Invalid expiry date \"{e}\""
+            )));
         }
-        s.expires_at = if e.is_empty() { lxd_api::ZERO_TIME.into() } else { e.to_string() };
+        s.expires_at = if e.is_empty() {
+            lxd_api::ZERO_TIME.into()
+        } else {
+            e.to_string()
+        };
     }
     if let Some(x) = v.get("description").and_then(|x| x.as_str()) {
         s.description = x.to_string();

@@ -78,9 +78,9 @@ pub fn params(q: Query<HashMap<String, String>>) -> Result<Params, ApiError> {
         Some(v) => {
             // 6.x clients may send "2;fields=state.network"; the level is what counts.
             let level = v.split(';').next().unwrap_or("0");
-            level.parse::<u8>().map_err(|_| {
-                ApiError::bad_request(format!("Invalid recursion level \"{v}\""))
-            })?
+            level
+                .parse::<u8>()
+                .map_err(|_| ApiError::bad_request(format!("Invalid recursion level \"{v}\"")))?
         }
     };
     if let Some(p) = raw.get("project")

@@ -26,12 +26,11 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn to_api(d: &AppState, p: ProfileRow) -> Result<Profile> {
-    let used_by = d
-        .db
-        .instances_using_profile(&p.name)?
-        .into_iter()
-        .map(|n| format!("/1.0/instances/{n}"))
-        .collect();
+    let used_by =
+        d.db.instances_using_profile(&p.name)?
+            .into_iter()
+            .map(|n| format!("/1.0/instances/{n}"))
+            .collect();
     Ok(Profile {
         name: p.name,
         config: p.config,
@@ -174,7 +173,9 @@ async fn rename(
     Json(req): Json<ProfilePost>,
 ) -> ApiResult {
     if name == "default" {
-        return Err(ApiError::forbidden("The \"default\" profile cannot be renamed"));
+        return Err(ApiError::forbidden(
+            "The \"default\" profile cannot be renamed",
+        ));
     }
     validate_profile_name(&req.name)?;
     d.db.profile_rename(&name, &req.name)?;
@@ -189,7 +190,9 @@ async fn rename(
 
 async fn delete(State(d): State<AppState>, Path(name): Path<String>) -> ApiResult {
     if name == "default" {
-        return Err(ApiError::forbidden("The \"default\" profile cannot be deleted"));
+        return Err(ApiError::forbidden(
+            "The \"default\" profile cannot be deleted",
+        ));
     }
     d.db.profile(&name)?;
     if !d.db.instances_using_profile(&name)?.is_empty() {

@@ -17,19 +17,22 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn default_project(d: &AppState) -> crate::error::Result<Project> {
-    let mut used_by: Vec<String> = d
-        .db
-        .instance_names()?
-        .into_iter()
-        .map(|n| format!("/1.0/instances/{n}"))
-        .collect();
+    let mut used_by: Vec<String> =
+        d.db.instance_names()?
+            .into_iter()
+            .map(|n| format!("/1.0/instances/{n}"))
+            .collect();
     used_by.extend(
         d.db.profile_names()?
             .into_iter()
             .map(|n| format!("/1.0/profiles/{n}")),
     );
     let mut config = lxd_api::ConfigMap::new();
-    for k in ["features.images", "features.profiles", "features.storage.volumes"] {
+    for k in [
+        "features.images",
+        "features.profiles",
+        "features.storage.volumes",
+    ] {
         config.insert(k.into(), "true".into());
     }
     Ok(Project {

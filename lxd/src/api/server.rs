@@ -1,9 +1,9 @@
 //! `GET /1.0` (the server description), `PUT`/`PATCH /1.0` (server config).
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
-use axum::Router;
 use lxd_api::server::{Server, ServerEnvironment, ServerPut, ServerStorageDriverInfo};
 use std::collections::HashMap;
 
@@ -11,10 +11,7 @@ use super::{AppState, params};
 use crate::response::{ApiResult, Json, check_etag, empty, etag_of, sync, sync_etag};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/1.0",
-        get(get_server).put(put_server).patch(patch_server),
-    )
+    Router::new().route("/1.0", get(get_server).put(put_server).patch(patch_server))
 }
 
 pub async fn get_root() -> ApiResult {
@@ -97,10 +94,7 @@ fn server_info(d: &AppState) -> crate::error::Result<Server> {
     })
 }
 
-async fn get_server(
-    State(d): State<AppState>,
-    q: Query<HashMap<String, String>>,
-) -> ApiResult {
+async fn get_server(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> ApiResult {
     params(q)?;
     let s = server_info(&d)?;
     let etag = etag_of(&s.config);
@@ -144,10 +138,7 @@ async fn patch_server(
 
 async fn apply_server_config(d: &AppState, config: lxd_api::ConfigMap) -> crate::error::Result<()> {
     d.db.server_config_replace(&config)?;
-    d.events.lifecycle(
-        "config-updated",
-        "/1.0",
-        serde_json::json!({}),
-    );
+    d.events
+        .lifecycle("config-updated", "/1.0", serde_json::json!({}));
     Ok(())
 }

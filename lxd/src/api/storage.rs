@@ -137,10 +137,20 @@ async fn show(State(d): State<AppState>, Path(name): Path<String>) -> ApiResult 
     Ok(sync_etag(to_api(&d, p)?, &tag))
 }
 
-async fn update(d: &AppState, name: &str, headers: &HeaderMap, put: StoragePoolPut, merge: bool) -> Result<()> {
+async fn update(
+    d: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    put: StoragePoolPut,
+    merge: bool,
+) -> Result<()> {
     let mut row = d.db.pool(name)?;
     check_etag(headers, &etag_of(&(&row.config, &row.description)))?;
-    let mut config = if merge { row.config.clone() } else { Default::default() };
+    let mut config = if merge {
+        row.config.clone()
+    } else {
+        Default::default()
+    };
     for (k, v) in put.config {
         config.insert(k, v);
     }
@@ -195,7 +205,9 @@ async fn delete(State(d): State<AppState>, Path(name): Path<String>) -> ApiResul
         .filter(|u| !u.starts_with("/1.0/images/"))
         .collect();
     if !users.is_empty() {
-        return Err(ApiError::bad_request("The storage pool is currently in use"));
+        return Err(ApiError::bad_request(
+            "The storage pool is currently in use",
+        ));
     }
     let drv = d.pool(&name)?;
     let d2 = drv.clone();

@@ -63,8 +63,9 @@ fn image_from_row(r: &Row<'_>) -> rusqlite::Result<ImageRow> {
 impl Db {
     pub fn images(&self) -> Result<Vec<ImageRow>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {IMAGE_COLS} FROM images ORDER BY fingerprint"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {IMAGE_COLS} FROM images ORDER BY fingerprint"
+        ))?;
         let rows = stmt.query_map([], image_from_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }

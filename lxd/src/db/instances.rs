@@ -94,8 +94,9 @@ impl Db {
 
     pub fn instances(&self) -> Result<Vec<InstanceRow>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {INSTANCE_COLS} FROM instances ORDER BY name"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {INSTANCE_COLS} FROM instances ORDER BY name"
+        ))?;
         let rows = stmt.query_map([], instance_from_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
@@ -118,7 +119,11 @@ impl Db {
     pub fn instance_exists(&self, name: &str) -> Result<bool> {
         let conn = self.conn();
         Ok(conn
-            .query_row("SELECT 1 FROM instances WHERE name = ?1", [name], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM instances WHERE name = ?1",
+                [name],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }
@@ -184,7 +189,12 @@ impl Db {
     }
 
     /// Set (or with `None` remove) one config key, leaving the rest untouched.
-    pub fn instance_set_config_key(&self, name: &str, key: &str, value: Option<&str>) -> Result<()> {
+    pub fn instance_set_config_key(
+        &self,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
         let mut row = self.instance(name)?;
         match value {
             Some(v) => row.config.insert(key.to_string(), v.to_string()),
@@ -213,9 +223,7 @@ impl Db {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(ApiError::conflict(format!(
-                    "Name \"{new}\" already in use"
-                )))
+                Err(ApiError::conflict(format!("Name \"{new}\" already in use")))
             }
             Err(e) => Err(e.into()),
         }

@@ -57,7 +57,13 @@ impl Db {
         match conn.execute(
             "INSERT INTO storage_pools (name, driver, description, config, status) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![p.name, p.driver, p.description, to_json(&p.config), p.status],
+            params![
+                p.name,
+                p.driver,
+                p.description,
+                to_json(&p.config),
+                p.status
+            ],
         ) {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _))

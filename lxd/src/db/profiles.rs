@@ -49,7 +49,12 @@ impl Db {
         let conn = self.conn();
         match conn.execute(
             "INSERT INTO profiles (name, description, config, devices) VALUES (?1, ?2, ?3, ?4)",
-            params![p.name, p.description, to_json(&p.config), to_json(&p.devices)],
+            params![
+                p.name,
+                p.description,
+                to_json(&p.config),
+                to_json(&p.devices)
+            ],
         ) {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -68,7 +73,12 @@ impl Db {
         let conn = self.conn();
         let n = conn.execute(
             "UPDATE profiles SET description = ?2, config = ?3, devices = ?4 WHERE name = ?1",
-            params![p.name, p.description, to_json(&p.config), to_json(&p.devices)],
+            params![
+                p.name,
+                p.description,
+                to_json(&p.config),
+                to_json(&p.devices)
+            ],
         )?;
         if n == 0 {
             return Err(ApiError::not_found("Profile not found"));

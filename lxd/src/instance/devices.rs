@@ -84,7 +84,8 @@ fn validate_one(name: &str, dev: &ConfigMap, in_profile: bool) -> Result<()> {
         .get("type")
         .map(String::as_str)
         .ok_or_else(|| bad(name, "missing device type"))?;
-    let allowed = allowed_keys(kind).ok_or_else(|| bad(name, format!("unknown type \"{kind}\"")))?;
+    let allowed =
+        allowed_keys(kind).ok_or_else(|| bad(name, format!("unknown type \"{kind}\"")))?;
     for k in dev.keys() {
         if k == "type" || k.starts_with("user.") {
             continue;
@@ -161,7 +162,9 @@ fn validate_one(name: &str, dev: &ConfigMap, in_profile: bool) -> Result<()> {
             }
             if let Some(m) = dev.get("mtu")
                 && !m.is_empty()
-                && m.parse::<u32>().map(|m| !(68..=65535).contains(&m)).unwrap_or(true)
+                && m.parse::<u32>()
+                    .map(|m| !(68..=65535).contains(&m))
+                    .unwrap_or(true)
             {
                 return Err(bad(name, format!("invalid MTU \"{m}\"")));
             }
@@ -285,7 +288,15 @@ mod tests {
         assert!(one(&[("path", "/mnt")]).is_err());
         assert!(one(&[("type", "floppy")]).is_err());
         assert!(one(&[("type", "disk"), ("path", "/mnt")]).is_err());
-        assert!(one(&[("type", "disk"), ("path", "/"), ("pool", "p"), ("bogus", "1")]).is_err());
+        assert!(
+            one(&[
+                ("type", "disk"),
+                ("path", "/"),
+                ("pool", "p"),
+                ("bogus", "1")
+            ])
+            .is_err()
+        );
         assert!(one(&[("type", "disk"), ("path", "mnt"), ("source", "/x")]).is_err());
         assert!(one(&[("type", "nic"), ("nictype", "bridged")]).is_err());
         assert!(one(&[("type", "nic"), ("network", "n"), ("hwaddr", "zz")]).is_err());

@@ -38,11 +38,9 @@ pub fn exec_env(
     for (k, v) in req {
         env.insert(k.clone(), v.clone());
     }
-    env.entry("PATH".into()).or_insert_with(|| {
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-    });
-    env.entry("LANG".into())
-        .or_insert_with(|| "C.UTF-8".into());
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
     if uid == 0 {
         env.entry("HOME".into()).or_insert_with(|| "/root".into());
         env.entry("USER".into()).or_insert_with(|| "root".into());
@@ -84,10 +82,15 @@ pub fn start(d: &Arc<Daemon>, name: &str, req: InstanceExecPost) -> Result<Arc<O
     if !req.wait_for_websocket {
         let d2 = d.clone();
         let meta = json!({"command": req.command, "environment": env, "interactive": false});
-        let op = d.ops.start_task("Executing command", resources, false, move |op| async move {
-            op.extend_metadata(meta);
-            run_detached(&d2, &name, exec_req, req.record_output, &op).await
-        });
+        let op = d.ops.start_task(
+            "Executing command",
+            resources,
+            false,
+            move |op| async move {
+                op.extend_metadata(meta);
+                run_detached(&d2, &name, exec_req, req.record_output, &op).await
+            },
+        );
         return Ok(op);
     }
     let names: Vec<&str> = if req.interactive {
@@ -115,7 +118,16 @@ pub fn start(d: &Arc<Daemon>, name: &str, req: InstanceExecPost) -> Result<Arc<O
         meta,
         secrets,
         move |op, sockets| async move {
-            run_websocket(&d2, &name, exec_req, interactive, (width, height), sockets, &op).await
+            run_websocket(
+                &d2,
+                &name,
+                exec_req,
+                interactive,
+                (width, height),
+                sockets,
+                &op,
+            )
+            .await
         },
     ))
 }
@@ -161,7 +173,10 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(1)
 }
 
-fn forkexec_command(d: &Daemon, req: &lxd_runtime::attach::ExecRequest) -> Result<(tokio::process::Command, OwnedFd)> {
+fn forkexec_command(
+    d: &Daemon,
+    req: &lxd_runtime::attach::ExecRequest,
+) -> Result<(tokio::process::Command, OwnedFd)> {
     let json = serde_json::to_string(req)?;
     let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ApiError::internal(format!("Failed to create a pipe: {e}")))?;
@@ -290,7 +305,9 @@ impl PtyMaster {
     async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             let mut guard = self.0.readable().await?;
-            match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(std::io::Error::from)) {
+            match guard
+                .try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(std::io::Error::from))
+            {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }
@@ -300,7 +317,9 @@ impl PtyMaster {
     async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
         while !buf.is_empty() {
             let mut guard = self.0.writable().await?;
-            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), buf).map_err(std::io::Error::from)) {
+            match guard
+                .try_io(|fd| nix::unistd::write(fd.get_ref(), buf).map_err(std::io::Error::from))
+            {
                 Ok(Ok(n)) => buf = &buf[n..],
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
@@ -351,7 +370,9 @@ async fn run_websocket(
                 ApiError::internal(format!("Failed to duplicate the pty: {e}"))
             })?))
         };
-        cmd.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(dup(&slave)?);
+        cmd.stdin(dup(&slave)?)
+            .stdout(dup(&slave)?)
+            .stderr(dup(&slave)?);
         child = cmd
             .spawn()
             .map_err(|e| ApiError::internal(format!("Failed to run forkexec: {e}")))?;
@@ -439,8 +460,16 @@ async fn run_websocket(
                 };
                 match c.command.as_str() {
                     "window-resize" => {
-                        let w = c.args.get("width").and_then(|v| v.parse().ok()).unwrap_or(0);
-                        let h = c.args.get("height").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let w = c
+                            .args
+                            .get("width")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        let h = c
+                            .args
+                            .get("height")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
                         if let (Some(p), true) = (&pty, w > 0 && h > 0) {
                             p.resize(w, h);
                         }

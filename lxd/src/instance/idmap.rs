@@ -157,7 +157,10 @@ fn punch(ranges: &[IdRange], ns: u32, count: u32) -> Vec<IdRange> {
 fn overlaps_host(ranges: &[IdRange], host: u32, count: u32) -> bool {
     let (a, b) = (u64::from(host), u64::from(host) + u64::from(count));
     ranges.iter().any(|r| {
-        let (rs, re) = (u64::from(r.host_id), u64::from(r.host_id) + u64::from(r.count));
+        let (rs, re) = (
+            u64::from(r.host_id),
+            u64::from(r.host_id) + u64::from(r.count),
+        );
         a < re && rs < b
     })
 }
@@ -194,7 +197,9 @@ pub fn apply_raw_idmap(base: &IdMap, raw: &[RawIdmapEntry]) -> Result<IdMap> {
     map.gid.sort_by_key(|r| r.ns_id);
     // The kernel accepts at most 340 lines per map (since 4.15).
     if map.uid.len() > 340 || map.gid.len() > 340 {
-        return Err(ApiError::bad_request("raw.idmap produces too many map ranges"));
+        return Err(ApiError::bad_request(
+            "raw.idmap produces too many map ranges",
+        ));
     }
     Ok(map)
 }
@@ -238,11 +243,31 @@ mod tests {
         assert_eq!(
             m.uid,
             vec![
-                IdRange { ns_id: 0, host_id: 100000, count: 50 },
-                IdRange { ns_id: 50, host_id: 2000, count: 2 },
-                IdRange { ns_id: 52, host_id: 100052, count: 948 },
-                IdRange { ns_id: 1000, host_id: 1000, count: 1 },
-                IdRange { ns_id: 1001, host_id: 101001, count: 64535 },
+                IdRange {
+                    ns_id: 0,
+                    host_id: 100000,
+                    count: 50
+                },
+                IdRange {
+                    ns_id: 50,
+                    host_id: 2000,
+                    count: 2
+                },
+                IdRange {
+                    ns_id: 52,
+                    host_id: 100052,
+                    count: 948
+                },
+                IdRange {
+                    ns_id: 1000,
+                    host_id: 1000,
+                    count: 1
+                },
+                IdRange {
+                    ns_id: 1001,
+                    host_id: 101001,
+                    count: 64535
+                },
             ]
         );
         assert_eq!(m.gid.len(), 3);

@@ -71,15 +71,17 @@ async fn prepare_idmap(
     if on_disk != wanted_on_disk {
         let (from, to) = (on_disk.clone(), wanted_on_disk.clone());
         let r = rootfs.clone();
-        tokio::task::spawn_blocking(move || -> std::result::Result<(), lxd_runtime::error::Error> {
-            if let Some(m) = from {
-                lxd_runtime::idmap::shift_tree(&r, &m, true)?;
-            }
-            if let Some(m) = to {
-                lxd_runtime::idmap::shift_tree(&r, &m, false)?;
-            }
-            Ok(())
-        })
+        tokio::task::spawn_blocking(
+            move || -> std::result::Result<(), lxd_runtime::error::Error> {
+                if let Some(m) = from {
+                    lxd_runtime::idmap::shift_tree(&r, &m, true)?;
+                }
+                if let Some(m) = to {
+                    lxd_runtime::idmap::shift_tree(&r, &m, false)?;
+                }
+                Ok(())
+            },
+        )
         .await?
         .map_err(|e| ApiError::internal(format!("Failed to shift the rootfs ownership: {e}")))?;
     }
@@ -130,7 +132,10 @@ pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
         };
         let volume = volume.clone();
         let owner = map.as_ref().filter(|_| mode == RootfsIdmap::None).map(|m| {
-            (m.uid.first().map(|r| r.host_id).unwrap_or(0), m.gid.first().map(|r| r.host_id).unwrap_or(0))
+            (
+                m.uid.first().map(|r| r.host_id).unwrap_or(0),
+                m.gid.first().map(|r| r.host_id).unwrap_or(0),
+            )
         });
         tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
             if let Some(trigger) = pending {
@@ -150,7 +155,8 @@ pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
         .as_ref()
         .map(idmap::to_volatile)
         .unwrap_or_else(|| "[]".into());
-    row.config.insert("volatile.idmap.next".into(), next.clone());
+    row.config
+        .insert("volatile.idmap.next".into(), next.clone());
     row.config.insert("volatile.idmap.current".into(), next);
     row.config.insert(
         "volatile.idmap.base".into(),
@@ -176,7 +182,12 @@ pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
 
 /// Stop an instance. `force` kills at once; otherwise ask init to power off and wait up to
 /// `timeout` (None: LXD's default).
-pub async fn stop(d: &Arc<Daemon>, name: &str, force: bool, timeout: Option<Duration>) -> Result<()> {
+pub async fn stop(
+    d: &Arc<Daemon>,
+    name: &str,
+    force: bool,
+    timeout: Option<Duration>,
+) -> Result<()> {
     let lock = d.instance_lock(name);
     let g = lock.lock().await;
     let row = d.db.instance(name)?;
@@ -232,7 +243,11 @@ async fn after_stop(d: &Arc<Daemon>, row: &InstanceRow, record: bool) {
     let name = row.name.clone();
     if record
         && let Ok(mut cur) = d.db.instance(&name)
-        && cur.config.get("volatile.last_state.power").map(String::as_str) != Some("STOPPED")
+        && cur
+            .config
+            .get("volatile.last_state.power")
+            .map(String::as_str)
+            != Some("STOPPED")
     {
         cur.config
             .insert("volatile.last_state.power".into(), "STOPPED".into());
@@ -246,7 +261,12 @@ async fn after_stop(d: &Arc<Daemon>, row: &InstanceRow, record: bool) {
     }
 }
 
-pub async fn restart(d: &Arc<Daemon>, name: &str, force: bool, timeout: Option<Duration>) -> Result<()> {
+pub async fn restart(
+    d: &Arc<Daemon>,
+    name: &str,
+    force: bool,
+    timeout: Option<Duration>,
+) -> Result<()> {
     let lock = d.instance_lock(name);
     let _g = lock.lock().await;
     let row = d.db.instance(name)?;
@@ -269,7 +289,9 @@ pub async fn freeze(d: &Arc<Daemon>, name: &str) -> Result<()> {
     d.db.instance(name)?;
     match rt::probe(d, name) {
         RunState::Running { .. } => {}
-        RunState::Frozen { .. } => return Err(ApiError::bad_request("The instance is already frozen")),
+        RunState::Frozen { .. } => {
+            return Err(ApiError::bad_request("The instance is already frozen"));
+        }
         RunState::Stopped => return Err(ApiError::bad_request("The instance isn't running")),
     }
     rt::freeze(d, name).await?;
@@ -332,7 +354,10 @@ pub async fn reattach(d: &Arc<Daemon>) -> Result<()> {
         match rt::probe(d, &row.name) {
             RunState::Stopped => {
                 if row.ephemeral
-                    && row.config.get("volatile.last_state.power").map(String::as_str)
+                    && row
+                        .config
+                        .get("volatile.last_state.power")
+                        .map(String::as_str)
                         == Some("RUNNING")
                 {
                     let _ = super::delete(d, &row.name, true).await;

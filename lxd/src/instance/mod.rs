@@ -64,7 +64,12 @@ pub struct Expanded {
     pub devices: DevicesMap,
 }
 
-pub fn expand(d: &Daemon, profiles: &[String], config: &ConfigMap, devices: &DevicesMap) -> Result<Expanded> {
+pub fn expand(
+    d: &Daemon,
+    profiles: &[String],
+    config: &ConfigMap,
+    devices: &DevicesMap,
+) -> Result<Expanded> {
     let mut out = Expanded::default();
     for p in profiles {
         let prof = d.db.profile_opt(p)?.ok_or_else(|| {
@@ -109,11 +114,15 @@ pub fn fill_volatile(config: &mut ConfigMap, expanded_devices: &DevicesMap) {
 }
 
 /// Resolve the image named by a create request's source: alias first, then fingerprint prefix.
-pub fn resolve_image(d: &Daemon, alias: &str, fingerprint: &str) -> Result<crate::db::images::ImageRow> {
+pub fn resolve_image(
+    d: &Daemon,
+    alias: &str,
+    fingerprint: &str,
+) -> Result<crate::db::images::ImageRow> {
     if !alias.is_empty() {
-        let a = d.db.alias_opt(alias)?.ok_or_else(|| {
-            ApiError::not_found(format!("Image alias \"{alias}\" not found"))
-        })?;
+        let a =
+            d.db.alias_opt(alias)?
+                .ok_or_else(|| ApiError::not_found(format!("Image alias \"{alias}\" not found")))?;
         return d.db.image_by_prefix(&a.fingerprint);
     }
     if fingerprint.is_empty() {
@@ -134,7 +143,10 @@ pub fn resolve_image(d: &Daemon, alias: &str, fingerprint: &str) -> Result<crate
 }
 
 /// Validate a create request and insert the instance row; the volume is made by `create_volume`.
-pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, Option<crate::db::images::ImageRow>)> {
+pub fn prepare_create(
+    d: &Daemon,
+    req: &InstancesPost,
+) -> Result<(InstanceRow, Option<crate::db::images::ImageRow>)> {
     validate_name(&req.name)?;
     if !req.kind.is_empty() && req.kind != "container" {
         return Err(ApiError::bad_request(format!(
@@ -150,7 +162,10 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, O
     }
     check_user_config(&req.config)?;
     devices::validate_devices(&req.devices, false)?;
-    let profiles = req.profiles.clone().unwrap_or_else(|| vec!["default".into()]);
+    let profiles = req
+        .profiles
+        .clone()
+        .unwrap_or_else(|| vec!["default".into()]);
     for (i, p) in profiles.iter().enumerate() {
         if profiles[..i].contains(p) {
             return Err(ApiError::bad_request(format!("Duplicate profile \"{p}\"")));
@@ -170,7 +185,11 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, O
                     "Creating instances from remote image servers is not supported yet",
                 ));
             }
-            Some(resolve_image(d, &req.source.alias, &req.source.fingerprint)?)
+            Some(resolve_image(
+                d,
+                &req.source.alias,
+                &req.source.fingerprint,
+            )?)
         }
         "none" | "" => None,
         "copy" | "migration" => {
@@ -189,7 +208,9 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, O
     let mut config = req.config.clone();
     if let Some(img) = &image {
         for (k, v) in &img.properties {
-            config.entry(format!("image.{k}")).or_insert_with(|| v.clone());
+            config
+                .entry(format!("image.{k}"))
+                .or_insert_with(|| v.clone());
         }
         config.insert("volatile.base_image".into(), img.fingerprint.clone());
         config.insert("volatile.apply_template".into(), "create".into());
@@ -220,7 +241,12 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, O
 
 /// Create the instance: row, storage volume (image unpacked once per pool), convenience symlink.
 /// Undoes what it did on failure.
-pub async fn create(d: &Arc<Daemon>, op: &Arc<Op>, row: InstanceRow, image: Option<crate::db::images::ImageRow>) -> Result<()> {
+pub async fn create(
+    d: &Arc<Daemon>,
+    op: &Arc<Op>,
+    row: InstanceRow,
+    image: Option<crate::db::images::ImageRow>,
+) -> Result<()> {
     let lock = d.instance_lock(&row.name);
     let _g = lock.lock().await;
     d.db.instance_create(&row)?;
@@ -240,7 +266,12 @@ pub async fn create(d: &Arc<Daemon>, op: &Arc<Op>, row: InstanceRow, image: Opti
     Ok(())
 }
 
-async fn create_volume(d: &Arc<Daemon>, op: &Arc<Op>, row: &InstanceRow, image: Option<&crate::db::images::ImageRow>) -> Result<()> {
+async fn create_volume(
+    d: &Arc<Daemon>,
+    op: &Arc<Op>,
+    row: &InstanceRow,
+    image: Option<&crate::db::images::ImageRow>,
+) -> Result<()> {
     let pool = d.pool(&row.pool)?;
     let name = row.name.clone();
     let path = match image {
@@ -252,12 +283,22 @@ async fn create_volume(d: &Arc<Daemon>, op: &Arc<Op>, row: &InstanceRow, image: 
             tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
                 if !pool2.image_volume_exists(&fp)? {
                     op2.progress("create_instance_from_image_unpack", "Unpack: 0%", Some(0));
-                    let mut filler = |dir: &std::path::Path| -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
-                        crate::images::unpack_image(&images_dir, &fp, dir)
-                            .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.to_string().into() })
+                    let mut filler = |dir: &std::path::Path| -> std::result::Result<
+                        (),
+                        Box<dyn std::error::Error + Send + Sync>,
+                    > {
+                        crate::images::unpack_image(&images_dir, &fp, dir).map_err(
+                            |e| -> Box<dyn std::error::Error + Send + Sync> {
+                                e.to_string().into()
+                            },
+                        )
                     };
                     pool2.create_image_volume(&fp, &mut filler)?;
-                    op2.progress("create_instance_from_image_unpack", "Unpack: 100%", Some(100));
+                    op2.progress(
+                        "create_instance_from_image_unpack",
+                        "Unpack: 100%",
+                        Some(100),
+                    );
                 }
                 Ok(pool2.create_instance_from_image(&name, &fp)?)
             })
@@ -320,7 +361,9 @@ pub async fn rename(d: &Arc<Daemon>, old: &str, new: &str) -> Result<()> {
     let _g = lock.lock().await;
     let row = d.db.instance(old)?;
     if runtime::probe(d, old).is_active() {
-        return Err(ApiError::bad_request("Renaming of running instance not allowed"));
+        return Err(ApiError::bad_request(
+            "Renaming of running instance not allowed",
+        ));
     }
     if d.db.instance_exists(new)? {
         return Err(ApiError::conflict(format!("Name \"{new}\" already in use")));

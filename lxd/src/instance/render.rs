@@ -90,7 +90,11 @@ fn network(pid: i32) -> BTreeMap<String, InstanceStateNetwork> {
                 host_name: String::new(),
                 mtu: if lo { 65536 } else { 1500 },
                 state: "up".into(),
-                kind: if lo { "loopback".into() } else { "broadcast".into() },
+                kind: if lo {
+                    "loopback".into()
+                } else {
+                    "broadcast".into()
+                },
             },
         );
     }

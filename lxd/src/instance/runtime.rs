@@ -36,7 +36,9 @@ impl RunState {
     pub fn init_pid(self) -> Option<i32> {
         match self {
             RunState::Stopped => None,
-            RunState::Running { init_pid, .. } | RunState::Frozen { init_pid, .. } => Some(init_pid),
+            RunState::Running { init_pid, .. } | RunState::Frozen { init_pid, .. } => {
+                Some(init_pid)
+            }
         }
     }
     pub fn monitor_pid(self) -> Option<i32> {
@@ -161,7 +163,8 @@ pub fn bind_mounts(expanded: &Expanded, privileged: bool) -> Result<Vec<BindMoun
         }
         let source = dev.get("source").cloned().unwrap_or_default();
         let src = PathBuf::from(&source);
-        let optional = is_true(dev, "optional") || dev.get("required").is_some_and(|v| v == "false");
+        let optional =
+            is_true(dev, "optional") || dev.get("required").is_some_and(|v| v == "false");
         let meta = match std::fs::metadata(&src) {
             Ok(m) => m,
             Err(_) if optional => continue,
@@ -191,7 +194,10 @@ pub fn bind_mounts(expanded: &Expanded, privileged: bool) -> Result<Vec<BindMoun
 pub fn init_env(config: &ConfigMap) -> std::collections::BTreeMap<String, String> {
     config
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix("environment.").map(|k| (k.to_string(), v.clone())))
+        .filter_map(|(k, v)| {
+            k.strip_prefix("environment.")
+                .map(|k| (k.to_string(), v.clone()))
+        })
         .collect()
 }
 
@@ -245,7 +251,9 @@ pub async fn forkstart(d: &Daemon, name: &str, spec: &ContainerSpec) -> Result<(
         let msg = String::from_utf8_lossy(&out.stderr);
         let msg = msg.trim().lines().last().unwrap_or("unknown error").trim();
         let msg = msg.strip_prefix("Error: ").unwrap_or(msg);
-        return Err(ApiError::internal(format!("Failed to start instance: {msg}")));
+        return Err(ApiError::internal(format!(
+            "Failed to start instance: {msg}"
+        )));
     }
     Ok(())
 }
@@ -289,8 +297,7 @@ pub async fn wait_stopped(d: &Daemon, name: &str, timeout: Duration) -> bool {
             // Gone between the probe and here.
             continue;
         };
-        let Ok(afd) = crate::fdio::register(fd, tokio::io::Interest::READABLE)
-        else {
+        let Ok(afd) = crate::fdio::register(fd, tokio::io::Interest::READABLE) else {
             return false;
         };
         match tokio::time::timeout_at(deadline, afd.readable()).await {

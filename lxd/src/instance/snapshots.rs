@@ -32,7 +32,12 @@ pub fn next_name(d: &Daemon, name: &str) -> Result<String> {
     unreachable!("an unbounded range always yields a free name")
 }
 
-pub async fn create(d: &Arc<Daemon>, name: &str, snap: &str, expires_at: Option<String>) -> Result<()> {
+pub async fn create(
+    d: &Arc<Daemon>,
+    name: &str,
+    snap: &str,
+    expires_at: Option<String>,
+) -> Result<()> {
     let lock = d.instance_lock(name);
     let _g = lock.lock().await;
     let row = d.db.instance(name)?;
@@ -45,7 +50,8 @@ pub async fn create(d: &Arc<Daemon>, name: &str, snap: &str, expires_at: Option<
         }
         None => lxd_api::ZERO_TIME.into(),
     };
-    let freeze = pool.info().running_copy_freeze && matches!(rt::probe(d, name), RunState::Running { .. });
+    let freeze =
+        pool.info().running_copy_freeze && matches!(rt::probe(d, name), RunState::Running { .. });
     if freeze {
         rt::freeze(d, name).await?;
     }
@@ -105,10 +111,17 @@ pub async fn rename(d: &Arc<Daemon>, name: &str, old: &str, new: &str) -> Result
     let row = d.db.instance(name)?;
     d.db.snapshot(name, old)?;
     if d.db.snapshot(name, new).is_ok() {
-        return Err(ApiError::conflict(format!("Snapshot \"{new}\" already exists")));
+        return Err(ApiError::conflict(format!(
+            "Snapshot \"{new}\" already exists"
+        )));
     }
     let pool = d.pool(&row.pool)?;
-    let (n, o, nw, p) = (name.to_string(), old.to_string(), new.to_string(), pool.clone());
+    let (n, o, nw, p) = (
+        name.to_string(),
+        old.to_string(),
+        new.to_string(),
+        pool.clone(),
+    );
     tokio::task::spawn_blocking(move || p.rename_snapshot(&n, &o, &nw)).await??;
     if let Err(e) = d.db.snapshot_rename(name, old, new) {
         let (n, o, nw) = (name.to_string(), old.to_string(), new.to_string());
@@ -159,11 +172,10 @@ pub async fn restore(d: &Arc<Daemon>, name: &str, snap: &str) -> Result<()> {
         .collect();
     row.config.extend(volatile);
     // The files now are the snapshot's: record the ownership they had then.
-    if let Some(v) = d
-        .db
-        .snapshot(name, snap)
-        .ok()
-        .and_then(|s| s.config.get("volatile.last_state.idmap").cloned())
+    if let Some(v) =
+        d.db.snapshot(name, snap)
+            .ok()
+            .and_then(|s| s.config.get("volatile.last_state.idmap").cloned())
     {
         row.config.insert("volatile.last_state.idmap".into(), v);
     }
