@@ -3,10 +3,22 @@
 //! monitor (`lxd forkstart`) and attach (`lxd forkexec`). All `unsafe` lives in this crate.
 
 pub mod attach;
+pub mod cgroup;
+mod container;
 pub mod control;
 pub mod error;
 pub mod idmap;
 pub mod monitor;
 pub mod process;
+pub mod mounts;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
+mod sys;
+
+pub use container::{DROPPED_CAPS, init_env};
+pub use monitor::forkstart;
+pub use state::{Probe, RuntimeState, probe};
+
+pub use error::{Error, Result};
+pub use sys::proc_start_time;
