@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use lxd_api::exec::{InstanceExecControl, InstanceExecPost};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -329,7 +329,7 @@ impl PtyMaster {
     }
 
     fn resize(&self, cols: u16, rows: u16) {
-        let _ = lxd_runtime::attach::set_window_size(self.0.get_ref().as_raw_fd(), cols, rows);
+        let _ = lxd_runtime::attach::set_window_size(self.0.get_ref().as_fd(), cols, rows);
     }
 }
 
@@ -360,7 +360,7 @@ async fn run_websocket(
             .map_err(|e| ApiError::internal(format!("Failed to allocate a pty: {e}")))?;
         if width > 0 && height > 0 {
             let _ = lxd_runtime::attach::set_window_size(
-                master.as_raw_fd(),
+                master.as_fd(),
                 width as u16,
                 height as u16,
             );

@@ -114,7 +114,7 @@ pub fn state(d: &Daemon, row: &InstanceRow, st: RunState) -> InstanceState {
             s.processes = stats.processes as i64;
             s.memory = InstanceStateMemory {
                 usage: stats.memory_usage as i64,
-                usage_peak: stats.memory_peak as i64,
+                usage_peak: stats.memory_max_usage as i64,
                 ..Default::default()
             };
             s.cpu = InstanceStateCpu {

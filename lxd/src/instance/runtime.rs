@@ -316,11 +316,11 @@ pub async fn wait_stopped(d: &Daemon, name: &str, timeout: Duration) -> bool {
 /// Apply new limits to a running instance.
 pub async fn apply_limits(d: &Arc<Daemon>, name: &str, limits: Limits) -> Result<()> {
     let run_dir = d.run_dir(name);
-    blocking(move || lxd_runtime::control::apply_limits(&run_dir, &limits)).await
+    blocking(move || lxd_runtime::control::update_limits(&run_dir, &limits)).await
 }
 
 /// Resource usage of a running instance (processes, memory, cpu).
-pub fn stats(d: &Daemon, name: &str) -> Option<lxd_runtime::control::Stats> {
+pub fn stats(d: &Daemon, name: &str) -> Option<lxd_runtime::cgroup::CgroupStats> {
     lxd_runtime::control::stats(&d.run_dir(name)).ok()
 }
 
