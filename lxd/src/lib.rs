@@ -1,2 +1,3 @@
 //! The lxd daemon library: the REST API, operations and events, the database, images, instances.
 //! `main.rs` only dispatches; everything it calls lives here.
+pub mod images;
