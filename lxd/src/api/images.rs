@@ -206,6 +206,21 @@ impl Drop for Spooled {
     }
 }
 
+/// LXD's architecture names: Debian/Go spellings map to the kernel's.
+fn normalize_architecture(a: &str) -> String {
+    match a {
+        "amd64" | "x86_64" | "" => "x86_64",
+        "i386" | "i686" | "x86" => "i686",
+        "arm64" | "aarch64" => "aarch64",
+        "armhf" | "armel" | "armv7l" => "armv7l",
+        "ppc64el" | "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+    .to_string()
+}
+
 fn header_str<'a>(h: &'a HeaderMap, k: &str) -> &'a str {
     h.get(k).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
@@ -337,8 +352,8 @@ async fn upload(State(d): State<AppState>, headers: HeaderMap, req: Request) -> 
             let images_dir = d2.images_dir();
             let imported = tokio::task::spawn_blocking(move || {
                 let r = match &split {
-                    Some((m, r)) => crate::images::store::import_split(&images_dir, m, r),
-                    None => crate::images::store::import_unified(&images_dir, &files.0[0]),
+                    Some((m, r)) => crate::images::import_split(&images_dir, m, r, None),
+                    None => crate::images::import_unified(&images_dir, &files.0[0], None),
                 };
                 drop(files);
                 r
@@ -374,7 +389,7 @@ async fn upload(State(d): State<AppState>, headers: HeaderMap, req: Request) -> 
                 filename,
                 size: imported.size as i64,
                 public,
-                architecture: crate::images::normalize_architecture(&meta.architecture),
+                architecture: normalize_architecture(&meta.architecture),
                 kind: "container".into(),
                 created_at: created,
                 uploaded_at: now(),
@@ -389,10 +404,10 @@ async fn upload(State(d): State<AppState>, headers: HeaderMap, req: Request) -> 
                     profiles
                 },
                 source: None,
-                split: imported.split,
+                split: imported.kind == crate::images::ImageKind::Split,
             };
             if let Err(e) = d2.db.image_create(&row) {
-                crate::images::store::remove(&d2.images_dir(), &fp);
+                let _ = crate::images::delete_image(&d2.images_dir(), &fp);
                 return Err(e);
             }
             d2.events.lifecycle(
@@ -446,7 +461,7 @@ async fn delete_image(d: &AppState, fp: &str) -> Result<()> {
         .await??;
     }
     d.db.image_delete(fp)?;
-    crate::images::store::remove(&d.images_dir(), fp);
+    let _ = crate::images::delete_image(&d.images_dir(), fp);
     d.events.lifecycle(
         "image-deleted",
         &format!("/1.0/images/{fp}"),

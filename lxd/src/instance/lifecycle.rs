@@ -123,26 +123,44 @@ pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
     // Templates: the pending create/copy trigger once, then start every time.
     let mut row = row.clone();
     let pending = row.config.get("volatile.apply_template").cloned();
-    {
-        let ctx = crate::images::TemplateContext {
-            name: name.clone(),
-            architecture: row.architecture.clone(),
-            privileged: map.is_none(),
-            config: expanded.config.clone(),
-        };
+    if volume.join("metadata.yaml").exists() {
+        let name2 = name.clone();
+        let arch = row.architecture.clone();
+        let ephemeral = row.ephemeral;
+        let config = expanded.config.clone();
+        let privileged = map.is_none();
+        let root_owner = map
+            .as_ref()
+            .filter(|_| mode == RootfsIdmap::None)
+            .map(|m| {
+                (
+                    m.uid.first().map(|r| r.host_id).unwrap_or(0),
+                    m.gid.first().map(|r| r.host_id).unwrap_or(0),
+                )
+            })
+            .unwrap_or((0, 0));
         let volume = volume.clone();
-        let owner = map.as_ref().filter(|_| mode == RootfsIdmap::None).map(|m| {
-            (
-                m.uid.first().map(|r| r.host_id).unwrap_or(0),
-                m.gid.first().map(|r| r.host_id).unwrap_or(0),
-            )
-        });
-        tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
-            if let Some(trigger) = pending {
-                crate::images::apply_templates(&volume, &trigger, &ctx, owner)
-                    .map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || -> crate::images::Result<()> {
+            use crate::images::{TemplateContext, Trigger, apply_templates};
+            let ctx = TemplateContext {
+                name: &name2,
+                architecture: &arch,
+                privileged,
+                ephemeral,
+                config: &config,
+                root_owner,
+            };
+            match pending.as_deref() {
+                Some("create") => {
+                    apply_templates(&volume, Trigger::Create, &ctx)?;
+                }
+                Some("copy") => {
+                    apply_templates(&volume, Trigger::Copy, &ctx)?;
+                }
+                _ => {}
             }
-            crate::images::apply_templates(&volume, "start", &ctx, owner).map_err(|e| e.to_string())
+            apply_templates(&volume, Trigger::Start, &ctx)?;
+            Ok(())
         })
         .await?
         .map_err(|e| ApiError::internal(format!("Failed to apply templates: {e}")))?;
