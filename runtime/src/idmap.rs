@@ -123,8 +123,10 @@ pub fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
         .sys_ctx("create a user namespace")?;
     if pid == 0 {
         let mut b = [0u8; 1];
-        // SAFETY: reading into a stack buffer, then exiting without running destructors.
+        // SAFETY: closing our copy of the write end (else read() never sees EOF), reading into a
+        // stack buffer, then exiting without running destructors: all async-signal-safe.
         unsafe {
+            libc::close(w.as_raw_fd());
             libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1);
             libc::_exit(0);
         }
