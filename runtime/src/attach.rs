@@ -168,13 +168,14 @@ fn run(req: &ExecRequest) -> Result<i32> {
     } else {
         None
     };
+    let filter = crate::seccomp::compile(&crate::seccomp::default_rules())?;
 
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).sys_ctx("create a pipe")?;
     // SAFETY: forkexec runs in a single-threaded helper, so the child may run any code.
     match unsafe { nix::unistd::fork() }.sys_ctx("fork into the container")? {
         ForkResult::Child => {
             drop(r);
-            let errno = child(req, &argv, &envp, &candidates, home.as_deref());
+            let errno = child(req, &argv, &envp, &candidates, home.as_deref(), &filter);
             let _ = sys::write_all_fd(w.as_raw_fd(), &errno.to_ne_bytes());
             let code = if errno & SETUP_BIT != 0 {
                 EXIT_SETUP_FAILED
@@ -241,6 +242,7 @@ fn child(
     envp: &[CString],
     candidates: &[CString],
     home: Option<&str>,
+    filter: &[crate::seccomp::Insn],
 ) -> i32 {
     let errno = |e: nix::Error| e as i32 | SETUP_BIT;
     if let Err(e) = nix::unistd::setsid() {
@@ -249,6 +251,15 @@ fn child(
     if req.pty {
         // The pty was opened in the container's devpts; it becomes our controlling terminal.
         let _ = sys::set_controlling_tty(0);
+    }
+    // The same confinement init got: LXD's bounding-set drops and seccomp deny-list.
+    for cap in crate::DROPPED_CAPS {
+        if caps::drop(None, caps::CapSet::Bounding, *cap).is_err() {
+            return libc::EPERM | SETUP_BIT;
+        }
+    }
+    if crate::seccomp::install(filter).is_err() {
+        return libc::EPERM | SETUP_BIT;
     }
     if let Err(e) = nix::unistd::setgroups(&[]) {
         // setgroups is denied when the container's gid_map was written with setgroups=deny;

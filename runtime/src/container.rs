@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
@@ -54,13 +54,19 @@ struct ChildPlan<'a> {
     envp: Vec<CString>,
     rootfs: CString,
     sock: RawFd,
-    console: RawFd,
-    console_path: String,
 }
 
-/// Starts the container's init and returns its pid once it has exec'd. The pty slave for its
-/// console is opened from `master`. On error nothing of the child is left running.
-pub fn launch(spec: &ContainerSpec, cg: &dyn CgroupManager, master: BorrowedFd<'_>) -> Result<i32> {
+/// A started init: its pid and the master of its console pty.
+#[derive(Debug)]
+pub struct Launched {
+    pub pid: i32,
+    pub console: OwnedFd,
+}
+
+/// Starts the container's init and returns once it has exec'd. The console pty is allocated
+/// in the container's own devpts by its setup process and handed to us. On error nothing of the
+/// child is left running.
+pub fn launch(spec: &ContainerSpec, cg: &dyn CgroupManager) -> Result<Launched> {
     let layout = crate::cgroup::layout()?;
     let cstrings = |v: &[String], what: &str| -> Result<Vec<CString>> {
         v.iter()
@@ -79,17 +85,10 @@ pub fn launch(spec: &ContainerSpec, cg: &dyn CgroupManager, master: BorrowedFd<'
                 .ok_or_else(|| Error::Invalid("the id map has no uid 0".into()))?,
             idmap::to_host(&m.gid, 0)
                 .ok_or_else(|| Error::Invalid("the id map has no gid 0".into()))?,
-            idmap::to_host(&m.gid, 5),
         )),
         None => None,
     };
 
-    let slave = sys::open_pty_peer(master).sys_ctx("open the console pty")?;
-    if let Some((uid, _, tty_gid)) = root_host {
-        // The console belongs to the container's root, group tty, as on a real machine.
-        nix::unistd::fchown(&slave, Some(Uid::from_raw(uid)), tty_gid.map(Gid::from_raw))
-            .sys_ctx("chown the console pty")?;
-    }
     let (psock, csock) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -106,8 +105,6 @@ pub fn launch(spec: &ContainerSpec, cg: &dyn CgroupManager, master: BorrowedFd<'
         envp: cstrings(&init_env(spec), "the init environment")?,
         rootfs: sys::cpath(&spec.rootfs)?,
         sock: csock.as_raw_fd(),
-        console: slave.as_raw_fd(),
-        console_path: sys::pty_slave_path(master).sys_ctx("find the console pty")?,
     };
     let mut flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
@@ -126,9 +123,8 @@ pub fn launch(spec: &ContainerSpec, cg: &dyn CgroupManager, master: BorrowedFd<'
         child_main(&plan);
     }
     drop(csock);
-    drop(slave);
-    match release_child(spec, cg, pid, &psock, root_host.map(|(u, g, _)| (u, g))) {
-        Ok(()) => Ok(pid),
+    match release_child(spec, cg, pid, &psock, root_host) {
+        Ok(console) => Ok(Launched { pid, console }),
         Err(e) => {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
@@ -144,7 +140,7 @@ fn release_child(
     pid: i32,
     sock: &OwnedFd,
     root_host: Option<(u32, u32)>,
-) -> Result<()> {
+) -> Result<OwnedFd> {
     if let Some(map) = &spec.idmap {
         idmap::write_maps(pid, map)?;
     }
@@ -186,13 +182,19 @@ fn release_child(
     sys::send_with_fds(sock.as_fd(), b"go", &raw).sys_ctx("release the container init")?;
     drop(trees);
 
-    // The child's end is close-on-exec: EOF means init was exec'd, a message is its error.
-    let mut pfd = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-    let timeout = PollTimeout::try_from(SETUP_TIMEOUT).unwrap_or(PollTimeout::MAX);
+    // The child sends its console master, then either its error or nothing: its end of the
+    // socket is close-on-exec, so EOF means init was exec'd.
+    let mut console = None;
+    let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
     loop {
-        match nix::poll::poll(&mut pfd, timeout) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut pfd = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(
+            &mut pfd,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(0) => return Err(Error::Timeout("the container init to start".into())),
-            Ok(_) => break,
+            Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 return Err(Error::sys(
@@ -201,16 +203,20 @@ fn release_child(
                 ));
             }
         }
+        let mut buf = [0u8; 1024];
+        let (n, mut fds) = sys::recv_with_fds(sock.as_fd(), &mut buf)
+            .sys_ctx("read the container's setup result")?;
+        match &buf[..n] {
+            [] => break,
+            b"console" if !fds.is_empty() => console = Some(fds.remove(0)),
+            msg => {
+                return Err(Error::Child(
+                    String::from_utf8_lossy(msg).trim().to_string(),
+                ));
+            }
+        }
     }
-    let mut buf = [0u8; 1024];
-    let (n, _) =
-        sys::recv_with_fds(sock.as_fd(), &mut buf).sys_ctx("read the container's setup result")?;
-    if n == 0 {
-        return Ok(());
-    }
-    Err(Error::Child(
-        String::from_utf8_lossy(&buf[..n]).trim().to_string(),
-    ))
+    console.ok_or_else(|| Error::Child("the container started without a console".into()))
 }
 
 /// Moves a host link into the container's network namespace under its inside name.
@@ -298,15 +304,18 @@ fn child_setup(p: &ChildPlan<'_>) -> Result<Infallible> {
     }
 
     nix::sys::stat::umask(Mode::empty());
-    mounts::execute(
+    let (master, console) = mounts::execute(
         &p.steps,
         &mounts::Resources {
             root: root.as_fd(),
             trees: &trees,
-            console: &p.console_path,
         },
-    )?;
+    )?
+    .ok_or_else(|| Error::Child("the mount plan has no console".into()))?;
     drop(trees);
+    sys::send_with_fds(sock, b"console", &[master.as_raw_fd()])
+        .sys_ctx("hand the console to the monitor")?;
+    drop(master);
 
     nix::unistd::sethostname(&p.spec.name).sys_ctx("set the hostname")?;
     nix::unistd::fchdir(&root).sys_ctx("enter the rootfs")?;
@@ -324,21 +333,20 @@ fn child_setup(p: &ChildPlan<'_>) -> Result<Infallible> {
     }
     seccomp::install(&p.filter)?;
 
+    // A session of its own, with the console as stdio but not as controlling tty: like a
+    // kernel-started init (and LXC). Taking it here would make getty's TIOCSCTTY need
+    // CAP_SYS_ADMIN in the initial user namespace, which an unprivileged container lacks.
     nix::unistd::setsid().sys_ctx("create a session")?;
-    sys::set_controlling_tty(p.console).sys_ctx("take the console as controlling tty")?;
     for fd in 0..3 {
-        // SAFETY: dup2 onto stdio; `p.console` is open and 0..3 are ours to replace.
-        if unsafe { libc::dup2(p.console, fd) } < 0 {
+        // SAFETY: dup2 onto stdio; `console` is open and 0..3 are ours to replace.
+        if unsafe { libc::dup2(console.as_raw_fd(), fd) } < 0 {
             return Err(Error::sys(
                 "attach stdio to the console",
                 std::io::Error::last_os_error(),
             ));
         }
     }
-    if p.console > 2 {
-        // SAFETY: the console fd was only borrowed; stdio now holds the tty.
-        unsafe { libc::close(p.console) };
-    }
+    drop(console);
     sys::reset_signals();
     let e = nix::unistd::execve(&p.argv[0], &p.argv, &p.envp).unwrap_err();
     Err(Error::io(

@@ -207,7 +207,8 @@ struct Monitor {
     run_dir: PathBuf,
     spec: ContainerSpec,
     cg: Option<Box<dyn CgroupManager>>,
-    master: OwnedFd,
+    /// The console pty master of the current boot (allocated in the container's devpts).
+    master: Option<OwnedFd>,
     console: ConsoleLog,
     listener: UnixListener,
     sigfd: SignalFd,
@@ -263,18 +264,6 @@ impl Monitor {
         // SAFETY: ignoring SIGPIPE is always sound; a client that hangs up must not kill us.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 
-        let master = nix::fcntl::open(
-            "/dev/ptmx",
-            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .path_ctx("open", Path::new("/dev/ptmx"))?;
-        nix::fcntl::fcntl(
-            &master,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .sys_ctx("make the console non-blocking")?;
-
         let sock = run_dir.join(SOCKET_FILE);
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).path_ctx("listen on", &sock)?;
@@ -305,7 +294,7 @@ impl Monitor {
             console: ConsoleLog::open(&spec.console_log),
             spec,
             cg: None,
-            master,
+            master: None,
             listener,
             sigfd,
             init_pid: 0,
@@ -333,14 +322,21 @@ impl Monitor {
         let cg = self.cg.insert(cg);
         let started = cg
             .apply_limits(&self.spec.limits)
-            .and_then(|()| container::launch(&self.spec, cg.as_ref(), self.master.as_fd()));
-        let pid = match started {
-            Ok(pid) => pid,
+            .and_then(|()| container::launch(&self.spec, cg.as_ref()));
+        let launched = match started {
+            Ok(l) => l,
             Err(e) => {
                 self.teardown();
                 return Err(e);
             }
         };
+        let pid = launched.pid;
+        let _ = nix::fcntl::fcntl(
+            &launched.console,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        self.master = Some(launched.console);
+        self.console_paused_until = None;
         self.init_pid = pid;
         self.pending_reason = None;
         self.state.status = Status::Running;
@@ -363,6 +359,13 @@ impl Monitor {
 
     /// Kills what is left in the cgroups and removes them.
     fn teardown(&mut self) {
+        // Keep the last words of this boot, then let the pty go with its devpts.
+        if let Some(m) = self.master.take() {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = nix::unistd::read(&m, &mut buf) {
+                self.console.write(&buf[..n]);
+            }
+        }
         if let Some(cg) = self.cg.take() {
             if let Err(e) = cg.kill_all() {
                 mlog!("{e}");
@@ -394,14 +397,16 @@ impl Monitor {
             if self.console_paused_until.is_some_and(|t| t <= now) {
                 self.console_paused_until = None;
             }
-            let read_console = self.attached.is_empty() && self.console_paused_until.is_none();
+            let read_console = self.master.is_some()
+                && self.attached.is_empty()
+                && self.console_paused_until.is_none();
             let (sig_ev, lis_ev, con_ev, att_ev) = {
                 let mut fds = vec![
                     PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
                 ];
-                if read_console {
-                    fds.push(PollFd::new(self.master.as_fd(), PollFlags::POLLIN));
+                if let (true, Some(m)) = (read_console, &self.master) {
+                    fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
                 }
                 for a in &self.attached {
                     fds.push(PollFd::new(a.as_fd(), PollFlags::POLLIN));
@@ -451,7 +456,10 @@ impl Monitor {
     }
 
     fn read_console(&mut self, buf: &mut [u8]) {
-        match nix::unistd::read(&self.master, buf) {
+        let Some(master) = &self.master else {
+            return;
+        };
+        match nix::unistd::read(master, buf) {
             Ok(0) => self.console_paused_until = Some(Instant::now() + CONSOLE_RETRY),
             Ok(n) => self.console.write(&buf[..n]),
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
@@ -562,6 +570,8 @@ impl Monitor {
             "console" | "console-attach" => {
                 let fd = self
                     .master
+                    .as_ref()
+                    .ok_or(Error::NotRunning)?
                     .try_clone()
                     .path_ctx("duplicate the console of", &sock)?;
                 sys::send_with_fds(s.as_fd(), b"ok\n", &[fd.as_raw_fd()])

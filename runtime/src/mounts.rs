@@ -46,8 +46,10 @@ pub enum Step {
         target: String,
         file: bool,
     },
-    /// Bind the console pty slave.
-    BindConsole {
+    /// Allocate the console pty in the container's devpts (`devpts`) and bind its slave on
+    /// `target`. The container's root owns it, as when a login allocates one.
+    Console {
+        devpts: String,
         target: String,
     },
     Mkdir {
@@ -182,7 +184,8 @@ pub fn plan(spec: &ContainerSpec, layout: &Layout) -> Vec<Step> {
         flags: nsd,
         data: "mode=1777".into(),
     });
-    s.push(Step::BindConsole {
+    s.push(Step::Console {
+        devpts: "dev/pts".into(),
         target: "dev/console".into(),
     });
     if spec.nesting {
@@ -259,17 +262,20 @@ pub struct Resources<'a> {
     pub root: BorrowedFd<'a>,
     /// Detached trees for `spec.mounts`, in order.
     pub trees: &'a [OwnedFd],
-    /// The console pty slave, by path: an fd of it would name a mount of the monitor's
-    /// namespace, which the kernel refuses as a bind source in ours.
-    pub console: &'a str,
 }
 
-/// Runs `steps` inside the rootfs.
-pub fn execute(steps: &[Step], r: &Resources<'_>) -> Result<()> {
+/// The console pty pair `execute` allocated: (master, slave).
+pub type ConsolePair = (OwnedFd, OwnedFd);
+
+/// Runs `steps` inside the rootfs; returns the console pty when the plan has one.
+pub fn execute(steps: &[Step], r: &Resources<'_>) -> Result<Option<ConsolePair>> {
+    let mut console = None;
     for st in steps {
-        exec_step(st, r)?;
+        if let Some(c) = exec_step(st, r)? {
+            console = Some(c);
+        }
     }
-    Ok(())
+    Ok(console)
 }
 
 fn fdpath(fd: &impl AsRawFd) -> String {
@@ -293,7 +299,7 @@ fn do_mount(
     })
 }
 
-fn exec_step(st: &Step, r: &Resources<'_>) -> Result<()> {
+fn exec_step(st: &Step, r: &Resources<'_>) -> Result<Option<ConsolePair>> {
     match st {
         Step::Mkdir { path, mode } => {
             ensure(r.root, path, Kind::Dir(*mode))?;
@@ -328,7 +334,7 @@ fn exec_step(st: &Step, r: &Resources<'_>) -> Result<()> {
             let t = match ensure(r.root, target, Kind::Existing) {
                 Ok(t) => t,
                 // proc/sys/net and sysrq-trigger are absent on some kernels: nothing to protect.
-                Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(()),
+                Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(None),
                 Err(e) => return Err(e),
             };
             let mut flags = MsFlags::MS_BIND;
@@ -341,7 +347,7 @@ fn exec_step(st: &Step, r: &Resources<'_>) -> Result<()> {
         Step::RemountRo { target, flags } => {
             let t = match ensure(r.root, target, Kind::Existing) {
                 Ok(t) => t,
-                Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(()),
+                Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(None),
                 Err(e) => return Err(e),
             };
             let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | *flags;
@@ -368,9 +374,16 @@ fn exec_step(st: &Step, r: &Resources<'_>) -> Result<()> {
             sys::move_mount(tree.as_fd(), t.as_raw_fd(), c"")
                 .map_err(|e| Error::io("attach a mount at", format!("/{target}"), e))?;
         }
-        Step::BindConsole { target } => {
+        Step::Console { devpts, target } => {
+            let ptmx = format!("{devpts}/ptmx");
+            let master = open_in_root(r.root, &ptmx, OFlag::O_RDWR | OFlag::O_NOCTTY, 0)
+                .map_err(|e| Error::io("open", format!("/{ptmx}"), crate::error::nix_io(e)))?;
+            let slave = sys::open_pty_peer(master.as_fd())
+                .map_err(|e| Error::io("open the peer of", format!("/{ptmx}"), e))?;
             let t = ensure(r.root, target, Kind::File(0o600))?;
-            do_mount(Some(r.console), &t, None, MsFlags::MS_BIND, None, target)?;
+            let p = fdpath(&slave);
+            do_mount(Some(p.as_str()), &t, None, MsFlags::MS_BIND, None, target)?;
+            return Ok(Some((master, slave)));
         }
         Step::Mknod {
             path,
@@ -411,7 +424,7 @@ fn exec_step(st: &Step, r: &Resources<'_>) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// How to open (or create) a path inside the rootfs.

@@ -276,14 +276,6 @@ pub(crate) fn open_pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The host path of a pty master's slave (TIOCGPTN), for a master opened from /dev/ptmx.
-pub(crate) fn pty_slave_path(master: BorrowedFd<'_>) -> io::Result<String> {
-    let mut n: libc::c_uint = 0;
-    // SAFETY: TIOCGPTN writes one unsigned int to the pointer, which points to a live local.
-    check_int(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) })?;
-    Ok(format!("/dev/pts/{n}"))
-}
-
 /// TIOCSWINSZ.
 pub(crate) fn set_winsize(fd: BorrowedFd<'_>, cols: u16, rows: u16) -> io::Result<()> {
     let ws = libc::winsize {
