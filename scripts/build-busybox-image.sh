@@ -4,7 +4,7 @@
 #
 #   scripts/build-busybox-image.sh OUTDIR [NAME]   ->  OUTDIR/NAME.tar.xz (default NAME=busybox)
 #
-# The tarball is deterministic (sorted, fixed mtimes, numeric root ownership), so rebuilding gives
+# The tarball is deterministic (sorted, fixed mtimes, numeric ownership), so rebuilding gives
 # the same fingerprint and reruns of the quickstart import nothing new.
 set -eu
 OUT=${1:?usage: build-busybox-image.sh OUTDIR [NAME]}
@@ -36,8 +36,8 @@ cat > "$R/etc/init.d/rcS" <<'EOT'
 #!/bin/sh
 [ -e /proc/self ] || mount -t proc proc /proc
 [ -e /sys/kernel ] || mount -t sysfs sysfs /sys
-mountpoint -q /run || mount -t tmpfs -o mode=755 tmpfs /run
-mountpoint -q /tmp || mount -t tmpfs -o mode=1777 tmpfs /tmp
+grep -q ' /run ' /proc/mounts || mount -t tmpfs -o mode=755 tmpfs /run
+grep -q ' /tmp ' /proc/mounts || mount -t tmpfs -o mode=1777 tmpfs /tmp
 [ -s /etc/hostname ] && hostname -F /etc/hostname
 echo "rcS done" > /run/rcS.done
 EOT
@@ -92,7 +92,7 @@ templates:
     template: hosts.tpl
 EOT
 TMP="$OUT/.$NAME.tar.xz.tmp"
-tar -C "$WORK" --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner \
+tar -C "$WORK" --sort=name --mtime=@1700000000 --numeric-owner \
     -cf - metadata.yaml rootfs templates | xz -T1 -6 > "$TMP"
 mv "$TMP" "$OUT/$NAME.tar.xz"
 echo "$OUT/$NAME.tar.xz"

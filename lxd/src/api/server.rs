@@ -29,6 +29,12 @@ fn os_release() -> (String, String) {
     (field("NAME"), field("VERSION_ID"))
 }
 
+/// The storage drivers this host supports; probing runs tools, so it is done once.
+pub fn supported_drivers() -> Vec<(&'static str, String)> {
+    static DRIVERS: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    DRIVERS.get_or_init(lxd_storage::supported_drivers).clone()
+}
+
 fn server_info(d: &AppState) -> crate::error::Result<Server> {
     let config = d.db.server_config()?;
     let uts = nix::sys::utsname::uname().ok();
@@ -44,15 +50,17 @@ fn server_info(d: &AppState) -> crate::error::Result<Server> {
         .or(pools.first())
         .map(|p| p.driver.clone())
         .unwrap_or_default();
-    let supported = lxd_storage::supported_drivers()
-        .into_iter()
+    let drivers = supported_drivers();
+    let supported = drivers
+        .iter()
+        .cloned()
         .map(|(name, version)| ServerStorageDriverInfo {
             name: name.to_string(),
             version,
             remote: false,
         })
         .collect();
-    let storage_version = lxd_storage::supported_drivers()
+    let storage_version = drivers
         .into_iter()
         .find(|(n, _)| *n == storage)
         .map(|(_, v)| v)
