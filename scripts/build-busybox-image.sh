@@ -84,6 +84,7 @@ templates:
     when:
     - create
     - copy
+    - start
     template: hostname.tpl
   /etc/hosts:
     when:

@@ -246,10 +246,17 @@ impl TestDaemon {
         ]);
     }
 
-    /// A GET on the API through our client's raw query command; returns the metadata.
-    pub fn query(&self, path: &str) -> serde_json::Value {
-        let out = self.lxc_ok(&["query", path]);
-        serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+    /// Import the busybox test image under `alias` with the real client.
+    pub fn import_busybox_real(&self, alias: &str) {
+        let img = busybox_image();
+        self.real_lxc_ok(&["image", "import", img.to_str().expect("utf8 path"), "--alias", alias]);
+    }
+
+    /// A GET on the API over the raw socket; returns the metadata (panics on an error response).
+    pub fn query_json(&self, path: &str) -> serde_json::Value {
+        let (code, v) = raw_request(&self.dir, "GET", path, None);
+        assert_eq!(code, 200, "GET {path}: {v}");
+        v["metadata"].clone()
     }
 }
 
