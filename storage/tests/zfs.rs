@@ -5,86 +5,9 @@
 mod common;
 use common::*;
 use std::fs;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lxd_storage::Error;
-
-fn zfs_answers() -> bool {
-    Command::new("zpool")
-        .arg("list")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// (tests currently using zfs, the zfs-fuse we started)
-static DAEMON: Mutex<(usize, Option<Child>)> = Mutex::new((0, None));
-
-/// Keeps zfs-fuse running while alive.
-struct ZfsDaemon;
-
-impl ZfsDaemon {
-    fn start(test: &str) -> Option<ZfsDaemon> {
-        if !require_root(test) {
-            return None;
-        }
-        if Command::new("zpool").arg("-h").output().is_err() {
-            eprintln!("SKIPPED {test}: the zfs tools are not installed");
-            return None;
-        }
-        let mut d = DAEMON.lock().unwrap_or_else(|e| e.into_inner());
-        if d.1.is_none() && !zfs_answers() {
-            let child = Command::new("setsid")
-                .args(["zfs-fuse", "--no-daemon", "--no-kstat-mount"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let Ok(child) = child else {
-                eprintln!("SKIPPED {test}: cannot start zfs-fuse");
-                return None;
-            };
-            eprintln!("started zfs-fuse, pid {}", child.id());
-            d.1 = Some(child);
-            let t = Instant::now();
-            while !zfs_answers() {
-                if t.elapsed() > Duration::from_secs(10) {
-                    panic!("zfs-fuse did not come up in 10 s");
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        d.0 += 1;
-        Some(ZfsDaemon)
-    }
-}
-
-impl Drop for ZfsDaemon {
-    fn drop(&mut self) {
-        let mut d = DAEMON.lock().unwrap_or_else(|e| e.into_inner());
-        d.0 -= 1;
-        if d.0 == 0
-            && let Some(mut child) = d.1.take()
-        {
-            // SIGTERM: zfs-fuse unmounts its datasets and exits within about 5 s.
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(15) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    eprintln!("stopped zfs-fuse");
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn zfs_pool(s: &tempfile::TempDir, tag: &str, extra: &[(&str, &str)]) -> PoolGuard {
     let name = format!("lx{tag}{}", std::process::id());

@@ -17,7 +17,7 @@ pub use store::{
     import_unified, read_tarball_metadata,
 };
 pub use templates::{TemplateContext, Trigger, apply_templates, render_template};
-pub use unpack::{UnpackOptions, unpack_image, unpack_tarball};
+pub use unpack::{UnpackOptions, unpack_image, unpack_image_with, unpack_tarball};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
