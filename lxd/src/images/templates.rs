@@ -141,26 +141,29 @@ fn lex_expr(s: &str) -> std::result::Result<Vec<Tok>, String> {
         if c.is_ascii_whitespace() {
             i += 1;
         } else if c == b'"' || c == b'\'' {
-            let mut j = i + 1;
+            // Walk chars (not bytes) so multi-byte text never splits a UTF-8 sequence.
             let mut lit = String::new();
-            while j < b.len() && b[j] != c {
-                if b[j] == b'\\' && j + 1 < b.len() {
-                    j += 1;
-                    lit.push(match b[j] {
-                        b'n' => '\n',
-                        b't' => '\t',
-                        other => other as char,
-                    });
-                } else {
-                    let ch = s[j..].chars().next().unwrap_or('\u{fffd}');
-                    lit.push(ch);
-                    j += ch.len_utf8() - 1;
+            let mut chars = s[i + 1..].char_indices();
+            let mut end = None;
+            while let Some((k, ch)) = chars.next() {
+                if ch as u32 == c as u32 {
+                    end = Some(i + 1 + k);
+                    break;
                 }
-                j += 1;
+                if ch == '\\' {
+                    match chars.next() {
+                        Some((_, 'n')) => lit.push('\n'),
+                        Some((_, 't')) => lit.push('\t'),
+                        Some((_, other)) => lit.push(other),
+                        None => break,
+                    }
+                } else {
+                    lit.push(ch);
+                }
             }
-            if j >= b.len() {
+            let Some(j) = end else {
                 return Err("unterminated string".into());
-            }
+            };
             out.push(Tok::Str(lit));
             i = j + 1;
         } else if c.is_ascii_digit() {

@@ -158,6 +158,9 @@ pub(crate) fn unpack_stream(reader: impl Read, target: &Path, opts: &UnpackOptio
                     .map_err(bad_tar)?
                     .ok_or_else(|| unsafe_entry(&name, "hardlink without a target"))?;
                 let src_rel = sanitize(&name, &link)?;
+                if src_rel == rel {
+                    continue; // a link to itself: nothing to do
+                }
                 if src_rel.as_os_str().is_empty() {
                     return Err(unsafe_entry(&name, "hardlink to the target directory"));
                 }
