@@ -9,7 +9,7 @@ use std::time::Instant;
 
 fn build_image(dir: &Path) -> Option<std::path::PathBuf> {
     if !Path::new("/bin/busybox").exists() {
-        eprintln!("SKIPPED busybox tests: busybox-static is not installed");
+        loud("SKIPPED busybox tests: busybox-static is not installed");
         return None;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-busybox-image.sh");
@@ -81,7 +81,7 @@ fn busybox_on_every_driver() {
     if drivers.iter().any(|(d, _)| *d == "btrfs") {
         run_driver("btrfs", &s, &image, &[("size", "1GiB")]);
     } else {
-        eprintln!("SKIPPED busybox on btrfs: not supported here");
+        loud("SKIPPED busybox on btrfs: not supported here");
     }
     if let Some(_d) = ZfsDaemon::start("busybox_on_every_driver (zfs)") {
         run_driver("zfs", &s, &image, &[("size", "512MiB")]);

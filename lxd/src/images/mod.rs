@@ -103,9 +103,7 @@ mod busybox_tests {
     #[test]
     fn busybox_image_import_unpack_template() {
         if !testutil::is_root() || !Path::new("/bin/busybox").exists() {
-            eprintln!(
-                "SKIPPED busybox_image_import_unpack_template: needs root and busybox-static"
-            );
+            testutil::skip("busybox_image_import_unpack_template: needs root and busybox-static");
             return;
         }
         let d = tempfile::tempdir().unwrap();

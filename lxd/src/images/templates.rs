@@ -691,6 +691,13 @@ fn in_root(flags: OFlag) -> OpenHow {
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
+fn current_ids() -> (u32, u32) {
+    (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    )
+}
+
 /// Write `content` to `path` as the container would see it: symlinks resolve with the rootfs as
 /// `/`. An existing file keeps its owner and mode; a new one (and new parent directories) get
 /// `owner`, 0644 (0755 for directories).
@@ -714,14 +721,16 @@ fn write_in_rootfs(rootfs: &Path, path: &str, content: &[u8], owner: (u32, u32))
                     Mode::from_bits_truncate(0o755),
                 )
                 .map_err(|e| errno_io("create directory", &rootfs.join(&prefix), e))?;
-                nix::unistd::fchownat(
-                    dir_fd.as_fd(),
-                    c.as_os_str(),
-                    Some(owner.0.into()),
-                    Some(owner.1.into()),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| errno_io("chown", &rootfs.join(&prefix), e))?;
+                if owner != current_ids() {
+                    nix::unistd::fchownat(
+                        dir_fd.as_fd(),
+                        c.as_os_str(),
+                        Some(owner.0.into()),
+                        Some(owner.1.into()),
+                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| errno_io("chown", &rootfs.join(&prefix), e))?;
+                }
                 openat2(root.as_fd(), &prefix, how)
                     .map_err(|e| errno_io("open", &rootfs.join(&prefix), e))?
             }
@@ -763,8 +772,10 @@ fn write_in_rootfs(rootfs: &Path, path: &str, content: &[u8], owner: (u32, u32))
                 e => errno_io("create", &shown, e),
             })?;
             let f = File::from(fd);
-            std::os::unix::fs::fchown(&f, Some(owner.0), Some(owner.1))
-                .map_err(|e| Error::io("chown", &shown, e))?;
+            if owner != current_ids() {
+                std::os::unix::fs::fchown(&f, Some(owner.0), Some(owner.1))
+                    .map_err(|e| Error::io("chown", &shown, e))?;
+            }
             use std::os::unix::fs::PermissionsExt;
             f.set_permissions(std::fs::Permissions::from_mode(0o644))
                 .map_err(|e| Error::io("chmod", &shown, e))?;
@@ -825,7 +836,8 @@ mod tests {
             privileged: false,
             ephemeral: false,
             config,
-            root_owner: (0, 0),
+            // Unit tests run unprivileged too: new files belong to whoever runs them.
+            root_owner: current_ids(),
         }
     }
 

@@ -159,3 +159,9 @@ pub(crate) fn compress(data: &[u8], c: Compression) -> Vec<u8> {
 pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Say a test was skipped on the real stderr (the harness swallows `eprintln!` of passing tests).
+pub(crate) fn skip(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {msg}");
+}

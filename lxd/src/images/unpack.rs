@@ -498,7 +498,7 @@ mod tests {
             .output()
             .is_err()
         {
-            eprintln!("SKIPPED xattrs_applied_unless_disabled: getfattr is not installed");
+            skip("xattrs_applied_unless_disabled: getfattr is not installed");
             return;
         }
         let tar = RawTar::new()
@@ -590,7 +590,7 @@ mod tests {
             .output()
             .is_err()
         {
-            eprintln!("SKIPPED unpack_image_squashfs_rootfs: mksquashfs is not installed");
+            skip("unpack_image_squashfs_rootfs: mksquashfs is not installed");
             return;
         }
         let store = tempfile::tempdir().unwrap();

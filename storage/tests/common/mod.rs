@@ -13,12 +13,21 @@ use lxd_storage::{ConfigMap, Driver};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Print to the real stderr: the test harness captures `eprintln!` of passing tests, and a skip
+/// must be seen.
+pub fn loud(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
 /// True when running as root; otherwise prints a loud skip line.
 pub fn require_root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    eprintln!("SKIPPED {test}: needs root (storage integration tests create pools and mounts)");
+    loud(&format!(
+        "SKIPPED {test}: needs root (storage integration tests create pools and mounts)"
+    ));
     false
 }
 
@@ -381,7 +390,7 @@ impl ZfsDaemon {
             return None;
         }
         if Command::new("zpool").arg("-h").output().is_err() {
-            eprintln!("SKIPPED {test}: the zfs tools are not installed");
+            loud(&format!("SKIPPED {test}: the zfs tools are not installed"));
             return None;
         }
         let mut d = DAEMON.lock().unwrap_or_else(|e| e.into_inner());
@@ -393,7 +402,7 @@ impl ZfsDaemon {
                 .stderr(Stdio::null())
                 .spawn();
             let Ok(child) = child else {
-                eprintln!("SKIPPED {test}: cannot start zfs-fuse");
+                loud(&format!("SKIPPED {test}: cannot start zfs-fuse"));
                 return None;
             };
             eprintln!("started zfs-fuse, pid {}", child.id());
