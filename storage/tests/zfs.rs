@@ -72,6 +72,14 @@ fn zfs_pool_lifecycle() {
     assert!(!c.join("rootfs/f").exists());
     assert!(pool.mount_pool().unwrap());
     assert_eq!(fs::read_to_string(c.join("rootfs/f")).unwrap(), "x");
+    // After a zfs-fuse restart the pool is imported but nothing is mounted: mount_pool mounts.
+    sh("zfs", &["umount", &format!("{zname}/containers/keep")]).unwrap();
+    assert!(!c.join("rootfs/f").exists());
+    assert!(pool.mount_pool().unwrap());
+    assert_eq!(fs::read_to_string(c.join("rootfs/f")).unwrap(), "x");
+    pool.unmount_instance("keep").unwrap();
+    assert_eq!(pool.mount_instance("keep").unwrap(), c);
+    assert!(c.join("rootfs/f").exists());
     pool.delete_pool().unwrap();
     assert!(!s.path().join(format!("disks/{zname}.img")).exists());
     assert!(sh("zpool", &["list", &zname]).is_err());
