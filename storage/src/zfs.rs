@@ -108,6 +108,13 @@ fn dataset_exists(name: &str) -> Result<bool> {
     }
 }
 
+fn destroy_if_exists(ds: &str) -> Result<()> {
+    if dataset_exists(ds)? {
+        zfs_retry(&["destroy", "-r", ds])?;
+    }
+    Ok(())
+}
+
 fn get_prop(ds: &str, prop: &str) -> Result<String> {
     Ok(zfs(["get", "-H", "-p", "-o", "value", prop, ds])?
         .trim()
@@ -361,13 +368,12 @@ impl Zfs {
         });
         let mut chain: Vec<String> = snaps.to_vec();
         chain.push(tmp.clone());
+        // A receive that fails half way can leave the dataset behind.
+        rev.add("destroy received dataset", move || destroy_if_exists(dst));
         let mut prev: Option<&str> = None;
         for s in &chain {
             match prev {
-                None => {
-                    runner::pipe("zfs", ["send", s.as_str()], "zfs", ["receive", dst])?;
-                    rev.add("destroy received dataset", move || Self::destroy(dst));
-                }
+                None => runner::pipe("zfs", ["send", s.as_str()], "zfs", ["receive", dst])?,
                 Some(p) => runner::pipe(
                     "zfs",
                     ["send", "-i", p, s.as_str()],
@@ -900,13 +906,14 @@ impl Driver for Zfs {
             self.clone_to(&s, &dst, &path)?;
         } else {
             let mut rev = Reverter::new();
+            // A receive that fails half way can leave the dataset behind.
+            rev.add("destroy received dataset", || destroy_if_exists(&dst));
             runner::pipe(
                 "zfs",
                 ["send", s.as_str()],
                 "zfs",
                 ["receive", dst.as_str()],
             )?;
-            rev.add("destroy received dataset", || Self::destroy(&dst));
             let received = format!("{dst}@{USER_SNAPSHOT_PREFIX}{snap}");
             zfs(["destroy", &received])?;
             Self::mount_at(&dst, &path)?;

@@ -216,6 +216,32 @@ fn zfs_failures_are_undone() {
     let e = pool.create_image_volume("f00d", &mut filler).unwrap_err();
     eprintln!("expected failure: {e}");
     assert!(!zfs_list(&z).contains("images/f00d"));
+    // A send/receive copy that runs out of space: no half copy, no temporary snapshot left.
+    let c1 = pool.create_instance_empty("c1").unwrap();
+    sh(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={}", c1.join("rootfs/blob").display()),
+            "bs=1M",
+            "count=50",
+        ],
+    )
+    .unwrap();
+    let e = pool.copy_instance("c1", "c2", false).unwrap_err();
+    eprintln!("expected failure: {e}");
+    assert!(!pool.instance_exists("c2").unwrap());
+    let left = zfs_list(&z);
+    assert!(
+        !left.contains("@copy-") && !left.contains("containers/c2"),
+        "{left}"
+    );
+    assert!(
+        pool.mount_instance("c1")
+            .unwrap()
+            .join("rootfs/blob")
+            .exists()
+    );
     // Same pool name again: refused, the existing pool untouched.
     let twin = lxd_storage::load("zfs", pool.name(), s.path(), &cfg(&[])).unwrap();
     assert!(matches!(twin.create_pool(), Err(Error::AlreadyExists(_))));
