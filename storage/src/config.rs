@@ -102,6 +102,22 @@ pub fn validate_config(driver: &str, config: &ConfigMap) -> Result<()> {
     Ok(())
 }
 
+/// Check a config change of an existing pool: the new config must be valid, and the keys that
+/// name what the pool is built on (`source`, `zfs.pool_name`) cannot change (LXD refuses too).
+pub fn validate_update(driver: &str, old: &ConfigMap, new: &ConfigMap) -> Result<()> {
+    validate_config(driver, new)?;
+    for key in ["source", "zfs.pool_name"] {
+        if let Some(n) = new.get(key)
+            && old.get(key) != Some(n)
+        {
+            return Err(Error::Invalid(format!(
+                "Config key {key:?} cannot be changed on an existing pool"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A boolean key, with a fallback key (LXD's `volume.` prefixed pool-level defaults).
 pub(crate) fn get_bool(config: &ConfigMap, keys: &[&str], default: bool) -> bool {
     keys.iter()

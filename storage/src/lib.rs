@@ -19,7 +19,7 @@ mod zfs;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use config::validate_config;
+pub use config::{validate_config, validate_update};
 pub use error::{Error, Result};
 pub use units::parse_size;
 

@@ -12,7 +12,9 @@ fn btrfs_ready(test: &str) -> bool {
         .iter()
         .any(|(d, _)| *d == "btrfs")
     {
-        eprintln!("SKIPPED {test}: btrfs-progs or kernel btrfs missing");
+        loud(&format!(
+            "SKIPPED {test}: btrfs-progs or kernel btrfs missing"
+        ));
         return false;
     }
     true

@@ -141,26 +141,29 @@ fn lex_expr(s: &str) -> std::result::Result<Vec<Tok>, String> {
         if c.is_ascii_whitespace() {
             i += 1;
         } else if c == b'"' || c == b'\'' {
-            let mut j = i + 1;
+            // Walk chars (not bytes) so multi-byte text never splits a UTF-8 sequence.
             let mut lit = String::new();
-            while j < b.len() && b[j] != c {
-                if b[j] == b'\\' && j + 1 < b.len() {
-                    j += 1;
-                    lit.push(match b[j] {
-                        b'n' => '\n',
-                        b't' => '\t',
-                        other => other as char,
-                    });
-                } else {
-                    let ch = s[j..].chars().next().unwrap_or('\u{fffd}');
-                    lit.push(ch);
-                    j += ch.len_utf8() - 1;
+            let mut chars = s[i + 1..].char_indices();
+            let mut end = None;
+            while let Some((k, ch)) = chars.next() {
+                if ch as u32 == c as u32 {
+                    end = Some(i + 1 + k);
+                    break;
                 }
-                j += 1;
+                if ch == '\\' {
+                    match chars.next() {
+                        Some((_, 'n')) => lit.push('\n'),
+                        Some((_, 't')) => lit.push('\t'),
+                        Some((_, other)) => lit.push(other),
+                        None => break,
+                    }
+                } else {
+                    lit.push(ch);
+                }
             }
-            if j >= b.len() {
+            let Some(j) = end else {
                 return Err("unterminated string".into());
-            }
+            };
             out.push(Tok::Str(lit));
             i = j + 1;
         } else if c.is_ascii_digit() {
@@ -688,6 +691,13 @@ fn in_root(flags: OFlag) -> OpenHow {
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
+fn current_ids() -> (u32, u32) {
+    (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    )
+}
+
 /// Write `content` to `path` as the container would see it: symlinks resolve with the rootfs as
 /// `/`. An existing file keeps its owner and mode; a new one (and new parent directories) get
 /// `owner`, 0644 (0755 for directories).
@@ -711,14 +721,16 @@ fn write_in_rootfs(rootfs: &Path, path: &str, content: &[u8], owner: (u32, u32))
                     Mode::from_bits_truncate(0o755),
                 )
                 .map_err(|e| errno_io("create directory", &rootfs.join(&prefix), e))?;
-                nix::unistd::fchownat(
-                    dir_fd.as_fd(),
-                    c.as_os_str(),
-                    Some(owner.0.into()),
-                    Some(owner.1.into()),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| errno_io("chown", &rootfs.join(&prefix), e))?;
+                if owner != current_ids() {
+                    nix::unistd::fchownat(
+                        dir_fd.as_fd(),
+                        c.as_os_str(),
+                        Some(owner.0.into()),
+                        Some(owner.1.into()),
+                        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| errno_io("chown", &rootfs.join(&prefix), e))?;
+                }
                 openat2(root.as_fd(), &prefix, how)
                     .map_err(|e| errno_io("open", &rootfs.join(&prefix), e))?
             }
@@ -760,8 +772,10 @@ fn write_in_rootfs(rootfs: &Path, path: &str, content: &[u8], owner: (u32, u32))
                 e => errno_io("create", &shown, e),
             })?;
             let f = File::from(fd);
-            std::os::unix::fs::fchown(&f, Some(owner.0), Some(owner.1))
-                .map_err(|e| Error::io("chown", &shown, e))?;
+            if owner != current_ids() {
+                std::os::unix::fs::fchown(&f, Some(owner.0), Some(owner.1))
+                    .map_err(|e| Error::io("chown", &shown, e))?;
+            }
             use std::os::unix::fs::PermissionsExt;
             f.set_permissions(std::fs::Permissions::from_mode(0o644))
                 .map_err(|e| Error::io("chmod", &shown, e))?;
@@ -822,7 +836,8 @@ mod tests {
             privileged: false,
             ephemeral: false,
             config,
-            root_owner: (0, 0),
+            // Unit tests run unprivileged too: new files belong to whoever runs them.
+            root_owner: current_ids(),
         }
     }
 

@@ -99,6 +99,20 @@ impl RawTar {
         self
     }
 
+    /// A pax header carrying one xattr for the next entry.
+    pub(crate) fn pax_xattr(mut self, key: &str, value: &str) -> Self {
+        let kv = format!("SCHILY.xattr.{key}={value}");
+        let mut len = kv.len() + 3;
+        if format!("{len} {kv}\n").len() != len {
+            len += 1;
+        }
+        let rec = format!("{len} {kv}\n");
+        let mut h = Self::header(EntryType::XHeader, "PaxHeaders/x", 0o644, rec.len() as u64);
+        h.set_cksum();
+        self.b.append(&h, rec.as_bytes()).unwrap();
+        self
+    }
+
     pub(crate) fn finish(self) -> Vec<u8> {
         self.b.into_inner().unwrap()
     }
@@ -144,4 +158,10 @@ pub(crate) fn compress(data: &[u8], c: Compression) -> Vec<u8> {
 
 pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// Say a test was skipped on the real stderr (the harness swallows `eprintln!` of passing tests).
+pub(crate) fn skip(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {msg}");
 }

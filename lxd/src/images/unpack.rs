@@ -17,12 +17,16 @@ use super::{Error, IoContext, Result};
 pub struct UnpackOptions {
     /// chown entries to their uid/gid from the tarball (needs root; default: when root).
     pub preserve_ownership: bool,
+    /// Apply xattrs (file capabilities, ACLs). Off for pools that cannot store them
+    /// (zfs-fuse, `lxd_storage::Info::xattrs == false`), where setting one fails.
+    pub xattrs: bool,
 }
 
 impl Default for UnpackOptions {
     fn default() -> Self {
         UnpackOptions {
             preserve_ownership: nix::unistd::geteuid().is_root(),
+            xattrs: true,
         }
     }
 }
@@ -113,7 +117,7 @@ pub(crate) fn unpack_stream(reader: impl Read, target: &Path, opts: &UnpackOptio
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(opts.preserve_ownership);
     ar.set_preserve_mtime(true);
-    ar.set_unpack_xattrs(true);
+    ar.set_unpack_xattrs(opts.xattrs);
     ar.set_overwrite(true);
     let bad_tar = |e: std::io::Error| Error::Invalid(format!("Invalid tarball: {e}"));
     let mut dirs: Vec<(PathBuf, u64)> = Vec::new();
@@ -154,6 +158,9 @@ pub(crate) fn unpack_stream(reader: impl Read, target: &Path, opts: &UnpackOptio
                     .map_err(bad_tar)?
                     .ok_or_else(|| unsafe_entry(&name, "hardlink without a target"))?;
                 let src_rel = sanitize(&name, &link)?;
+                if src_rel == rel {
+                    continue; // a link to itself: nothing to do
+                }
                 if src_rel.as_os_str().is_empty() {
                     return Err(unsafe_entry(&name, "hardlink to the target directory"));
                 }
@@ -241,21 +248,35 @@ fn ensure_real_dir(path: &Path, entry: &str) -> Result<()> {
 /// Unpack image `fp` from the image store into `target`, which ends up holding `metadata.yaml`,
 /// `rootfs/` and `templates/`. A split image's squashfs rootfs goes through `unsquashfs`.
 pub fn unpack_image(images_dir: &Path, fp: &str, target: &Path) -> Result<()> {
+    unpack_image_with(images_dir, fp, target, &UnpackOptions::default())
+}
+
+/// `unpack_image` with explicit options (e.g. no xattrs on zfs-fuse).
+pub fn unpack_image_with(
+    images_dir: &Path,
+    fp: &str,
+    target: &Path,
+    opts: &UnpackOptions,
+) -> Result<()> {
     super::store::check_fingerprint(fp)?;
     let meta = images_dir.join(fp);
     let rootfs_file = images_dir.join(format!("{fp}.rootfs"));
     if !meta.is_file() {
         return Err(Error::NotFound(fp.to_string()));
     }
-    let opts = UnpackOptions::default();
-    unpack_tarball(&meta, target, &opts)?;
+    unpack_tarball(&meta, target, opts)?;
     let rootfs = target.join("rootfs");
     if rootfs_file.is_file() {
         ensure_real_dir(&rootfs, "rootfs")?;
         match detect_file(&rootfs_file)? {
             Compression::Squashfs => {
-                let out = std::process::Command::new("unsquashfs")
-                    .args(["-f", "-n", "-d"])
+                let mut cmd = std::process::Command::new("unsquashfs");
+                cmd.args(["-f", "-n"]);
+                if !opts.xattrs {
+                    cmd.arg("-no-xattrs");
+                }
+                let out = cmd
+                    .arg("-d")
                     .arg(&rootfs)
                     .arg(&rootfs_file)
                     .stdin(std::process::Stdio::null())
@@ -274,7 +295,7 @@ pub fn unpack_image(images_dir: &Path, fp: &str, target: &Path) -> Result<()> {
                     });
                 }
             }
-            _ => unpack_tarball(&rootfs_file, &rootfs, &opts)?,
+            _ => unpack_tarball(&rootfs_file, &rootfs, opts)?,
         }
     }
     ensure_real_dir(&rootfs, "rootfs")
@@ -471,6 +492,40 @@ mod tests {
     }
 
     #[test]
+    fn xattrs_applied_unless_disabled() {
+        if std::process::Command::new("getfattr")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            skip("xattrs_applied_unless_disabled: getfattr is not installed");
+            return;
+        }
+        let tar = RawTar::new()
+            .pax_xattr("user.lxd", "yes")
+            .file("f", b"x")
+            .finish();
+        let read = |t: &Path| {
+            std::process::Command::new("getfattr")
+                .args(["--only-values", "-n", "user.lxd"])
+                .arg(t.join("f"))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for (xattrs, want) in [(true, "yes"), (false, "")] {
+            let d = tempfile::tempdir().unwrap();
+            let opts = UnpackOptions {
+                xattrs,
+                ..UnpackOptions::default()
+            };
+            unpack_stream(&tar[..], d.path(), &opts).unwrap();
+            assert_eq!(fs::read_to_string(d.path().join("f")).unwrap(), "x");
+            assert_eq!(read(d.path()), want, "xattrs={xattrs}");
+        }
+    }
+
+    #[test]
     fn garbage_is_an_invalid_tarball() {
         let (_o, r) = unpack_bytes(&[0x55u8; 2048]);
         assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
@@ -535,7 +590,7 @@ mod tests {
             .output()
             .is_err()
         {
-            eprintln!("SKIPPED unpack_image_squashfs_rootfs: mksquashfs is not installed");
+            skip("unpack_image_squashfs_rootfs: mksquashfs is not installed");
             return;
         }
         let store = tempfile::tempdir().unwrap();

@@ -5,18 +5,29 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use lxd_storage::{ConfigMap, Driver};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Print to the real stderr: the test harness captures `eprintln!` of passing tests, and a skip
+/// must be seen.
+pub fn loud(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
 
 /// True when running as root; otherwise prints a loud skip line.
 pub fn require_root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    eprintln!("SKIPPED {test}: needs root (storage integration tests create pools and mounts)");
+    loud(&format!(
+        "SKIPPED {test}: needs root (storage integration tests create pools and mounts)"
+    ));
     false
 }
 
@@ -148,6 +159,20 @@ impl Drop for PoolGuard {
     fn drop(&mut self) {
         if let Err(e) = self.driver.delete_pool() {
             eprintln!("cleanup: delete_pool {}: {e}", self.driver.name());
+            // Best effort so a failed test leaves no mount, zpool or loop device behind.
+            let path = self.driver.pool_path();
+            let path = path.to_str().unwrap_or("");
+            let _ = sh("umount", &["-R", "-l", path]);
+            if self.driver.info().driver == "zfs"
+                && let Some(z) = self.driver.config().get("zfs.pool_name")
+            {
+                let _ = sh("zpool", &["destroy", "-f", z]);
+            }
+            if let Some(src) = self.driver.config().get("source")
+                && src.starts_with("/tmp/lxs")
+            {
+                let _ = fs::remove_file(src);
+            }
         }
         for c in &self.extra {
             let args: Vec<&str> = c[1..].iter().map(String::as_str).collect();
@@ -244,15 +269,6 @@ pub fn lifecycle(pool: &dyn Driver, xattrs: bool) {
         fs::read_to_string(c1.join("rootfs/etc/hostname")).unwrap(),
         "changed\n"
     );
-    if pool.info().restore_any_snapshot {
-        pool.restore_snapshot("c1", "snap0").unwrap();
-        assert_eq!(
-            fs::read_to_string(c1.join("rootfs/etc/hostname")).unwrap(),
-            "c1\n"
-        );
-        assert!(!c1.join("rootfs/etc/new-file").exists());
-        check_sample_owner(&c1);
-    }
 
     // Copy with snapshots, from a snapshot, rename.
     let t = std::time::Instant::now();
@@ -295,6 +311,22 @@ pub fn lifecycle(pool: &dyn Driver, xattrs: bool) {
         Err(lxd_storage::Error::AlreadyExists(_))
     ));
 
+    // Restore an older snapshot (zfs: only with zfs.remove_snapshots, which drops newer ones).
+    if pool.info().restore_any_snapshot {
+        let removed = pool.restore_snapshot("c1", "snap0").unwrap();
+        if pool.info().driver == "zfs" {
+            assert_eq!(removed, vec!["snap1"]);
+        } else {
+            assert!(removed.is_empty());
+        }
+        assert_eq!(
+            fs::read_to_string(c1.join("rootfs/etc/hostname")).unwrap(),
+            "c1\n"
+        );
+        assert!(!c1.join("rootfs/etc/new-file").exists());
+        check_sample_owner(&c1);
+    }
+
     // Deletes: snapshot, instances (with snapshots), image.
     pool.delete_snapshot("c2new", "first").unwrap();
     assert_eq!(pool.list_snapshots("c2new").unwrap(), vec!["snap1"]);
@@ -334,4 +366,79 @@ pub fn failing_filler_leaves_nothing(pool: &dyn Driver) {
     assert!(e.to_string().contains("rootfs"), "{e}");
     assert!(!pool.image_volume_exists(fp).unwrap());
     assert!(dot_entries(&pool.pool_path().join("images")).is_empty());
+}
+
+fn zfs_answers() -> bool {
+    Command::new("zpool")
+        .arg("list")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// (tests currently using zfs, the zfs-fuse we started)
+pub static DAEMON: Mutex<(usize, Option<Child>)> = Mutex::new((0, None));
+
+/// Keeps zfs-fuse running while alive.
+pub struct ZfsDaemon;
+
+impl ZfsDaemon {
+    pub fn start(test: &str) -> Option<ZfsDaemon> {
+        if !require_root(test) {
+            return None;
+        }
+        if Command::new("zpool").arg("-h").output().is_err() {
+            loud(&format!("SKIPPED {test}: the zfs tools are not installed"));
+            return None;
+        }
+        let mut d = DAEMON.lock().unwrap_or_else(|e| e.into_inner());
+        if d.1.is_none() && !zfs_answers() {
+            let child = Command::new("setsid")
+                .args(["zfs-fuse", "--no-daemon", "--no-kstat-mount"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let Ok(child) = child else {
+                loud(&format!("SKIPPED {test}: cannot start zfs-fuse"));
+                return None;
+            };
+            eprintln!("started zfs-fuse, pid {}", child.id());
+            d.1 = Some(child);
+            let t = Instant::now();
+            while !zfs_answers() {
+                if t.elapsed() > Duration::from_secs(10) {
+                    panic!("zfs-fuse did not come up in 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        d.0 += 1;
+        Some(ZfsDaemon)
+    }
+}
+
+impl Drop for ZfsDaemon {
+    fn drop(&mut self) {
+        let mut d = DAEMON.lock().unwrap_or_else(|e| e.into_inner());
+        d.0 -= 1;
+        if d.0 == 0
+            && let Some(mut child) = d.1.take()
+        {
+            // SIGTERM: zfs-fuse unmounts its datasets and exits within about 5 s.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(15) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    eprintln!("stopped zfs-fuse");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
