@@ -249,7 +249,13 @@ impl TestDaemon {
     /// Import the busybox test image under `alias` with the real client.
     pub fn import_busybox_real(&self, alias: &str) {
         let img = busybox_image();
-        self.real_lxc_ok(&["image", "import", img.to_str().expect("utf8 path"), "--alias", alias]);
+        self.real_lxc_ok(&[
+            "image",
+            "import",
+            img.to_str().expect("utf8 path"),
+            "--alias",
+            alias,
+        ]);
     }
 
     /// A GET on the API over the raw socket; returns the metadata (panics on an error response).

@@ -24,7 +24,13 @@ fn launch_exec_stop_delete_with_the_real_client() {
         return;
     }
     let d = TestDaemon::start();
-    d.real_lxc_ok(&["image", "import", lxd_tests::busybox_image().to_str().unwrap(), "--alias", "busybox"]);
+    d.real_lxc_ok(&[
+        "image",
+        "import",
+        lxd_tests::busybox_image().to_str().unwrap(),
+        "--alias",
+        "busybox",
+    ]);
     let c = unique("c");
     d.real_lxc_ok(&["launch", "busybox", &c]);
     assert_eq!(status(&d, &c), "RUNNING");
@@ -65,8 +71,26 @@ fn launch_exec_stop_delete_with_the_real_client() {
     assert_eq!(text(&out.stdout), "hello through stdin\n");
 
     // --env, --cwd, --user.
-    let out = d.real_lxc(&["exec", &c, "--env", "FOO=bar", "--cwd", "/tmp", "--user", "1000", "--", "sh", "-c", "echo $FOO $(pwd) $(id -u)"]);
-    assert_eq!(text(&out.stdout).trim(), "bar /tmp 1000", "{}", text(&out.stderr));
+    let out = d.real_lxc(&[
+        "exec",
+        &c,
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000",
+        "--",
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u)",
+    ]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "bar /tmp 1000",
+        "{}",
+        text(&out.stderr)
+    );
 
     // Unprivileged by default: init runs as root's first subordinate uid on the host.
     let state = d.query_json(&format!("/1.0/instances/{c}/state"));
@@ -79,7 +103,10 @@ fn launch_exec_stop_delete_with_the_real_client() {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert_ne!(host_uid, 0, "unprivileged container init must not be host root");
+    assert_ne!(
+        host_uid, 0,
+        "unprivileged container init must not be host root"
+    );
     assert!(state["processes"].as_i64().unwrap() >= 1);
     assert!(state["memory"]["usage"].as_i64().unwrap() > 0);
 
@@ -97,7 +124,11 @@ fn launch_exec_stop_delete_with_the_real_client() {
     d.real_lxc_ok(&["start", &c2]);
     assert_eq!(text(&exec(&d, &c2, &["hostname"]).stdout).trim(), c2);
     d.real_lxc_ok(&["delete", "--force", &c2]);
-    assert!(d.real_lxc_ok(&["list", "--format", "csv"]).trim().is_empty());
+    assert!(
+        d.real_lxc_ok(&["list", "--format", "csv"])
+            .trim()
+            .is_empty()
+    );
     assert!(!d.dir.join("containers").join(&c2).exists());
 }
 
@@ -139,7 +170,11 @@ fn privileged_container_runs_as_host_root() {
     let c = unique("v");
     d.real_lxc_ok(&["launch", "busybox", &c, "-c", "security.privileged=true"]);
     let out = exec(&d, &c, &["cat", "/proc/self/uid_map"]);
-    assert!(text(&out.stdout).split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"], "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"],
+        "{}",
+        text(&out.stdout)
+    );
     d.real_lxc_ok(&["delete", "-f", &c]);
 }
 
@@ -152,15 +187,22 @@ fn containers_survive_a_killed_daemon() {
     d.import_busybox_real("busybox");
     let c = unique("k");
     d.real_lxc_ok(&["launch", "busybox", &c]);
-    let pid = d.query_json(&format!("/1.0/instances/{c}/state"))["pid"].as_i64().unwrap();
+    let pid = d.query_json(&format!("/1.0/instances/{c}/state"))["pid"]
+        .as_i64()
+        .unwrap();
     d.kill_daemon(nix::sys::signal::Signal::SIGKILL);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "init died with the daemon");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "init died with the daemon"
+    );
     d.start_again();
     assert_eq!(status(&d, &c), "RUNNING");
     assert_eq!(text(&exec(&d, &c, &["hostname"]).stdout).trim(), c);
     d.real_lxc_ok(&["stop", &c]);
-    assert!(wait_until(Duration::from_secs(5), || !std::path::Path::new(&format!("/proc/{pid}")).exists()));
+    assert!(wait_until(Duration::from_secs(5), || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }));
     d.real_lxc_ok(&["delete", &c]);
 }
 
@@ -174,7 +216,14 @@ fn bad_instance_requests() {
     let c = unique("b");
     d.real_lxc_ok(&["init", "busybox", &c]);
     // Duplicate name.
-    let (code, _) = raw_request(&d.dir, "POST", "/1.0/instances", Some(&format!(r#"{{"name":"{c}","source":{{"type":"image","alias":"busybox"}}}}"#)));
+    let (code, _) = raw_request(
+        &d.dir,
+        "POST",
+        "/1.0/instances",
+        Some(&format!(
+            r#"{{"name":"{c}","source":{{"type":"image","alias":"busybox"}}}}"#
+        )),
+    );
     assert_eq!(code, 409);
     // Invalid names (LXD's hostname rules).
     for bad in ["1abc", "-x", "a_b", "with space", "x-"] {
@@ -183,15 +232,38 @@ fn bad_instance_requests() {
         assert_eq!(code, 400, "{bad}: {v}");
     }
     // Unknown image and alias.
-    let (code, _) = raw_request(&d.dir, "POST", "/1.0/instances", Some(r#"{"name":"zz","source":{"type":"image","alias":"nope"}}"#));
+    let (code, _) = raw_request(
+        &d.dir,
+        "POST",
+        "/1.0/instances",
+        Some(r#"{"name":"zz","source":{"type":"image","alias":"nope"}}"#),
+    );
     assert_eq!(code, 404);
-    let (code, _) = raw_request(&d.dir, "POST", "/1.0/instances", Some(r#"{"name":"zz","source":{"type":"image","fingerprint":"abcdef"}}"#));
+    let (code, _) = raw_request(
+        &d.dir,
+        "POST",
+        "/1.0/instances",
+        Some(r#"{"name":"zz","source":{"type":"image","fingerprint":"abcdef"}}"#),
+    );
     assert_eq!(code, 404);
     // Unknown config key and bad value.
-    let (code, _) = raw_request(&d.dir, "POST", "/1.0/instances", Some(r#"{"name":"zz","config":{"bogus.key":"1"},"source":{"type":"none"}}"#));
+    let (code, _) = raw_request(
+        &d.dir,
+        "POST",
+        "/1.0/instances",
+        Some(r#"{"name":"zz","config":{"bogus.key":"1"},"source":{"type":"none"}}"#),
+    );
     assert_eq!(code, 400);
-    assert!(!d.real_lxc(&["config", "set", &c, "limits.memory", "lots"]).status.success());
-    assert!(!d.real_lxc(&["config", "set", &c, "no.such.key", "1"]).status.success());
+    assert!(
+        !d.real_lxc(&["config", "set", &c, "limits.memory", "lots"])
+            .status
+            .success()
+    );
+    assert!(
+        !d.real_lxc(&["config", "set", &c, "no.such.key", "1"])
+            .status
+            .success()
+    );
     // Exec into a stopped instance.
     assert!(!exec(&d, &c, &["true"]).status.success());
     // Stopping a stopped instance.
