@@ -270,3 +270,60 @@ fn bad_instance_requests() {
     assert!(!d.real_lxc(&["stop", &c]).status.success());
     d.real_lxc_ok(&["delete", &c]);
 }
+
+#[test]
+fn exec_forwards_signals_and_window_resizes() {
+    if !root_or_skip("exec_forwards_signals_and_window_resizes") {
+        return;
+    }
+    let d = TestDaemon::start();
+    d.import_busybox_real("busybox");
+    let c = unique("s");
+    d.real_lxc_ok(&["launch", "busybox", &c]);
+
+    // SIGTERM to the client is forwarded to the command over the control socket.
+    let mut child = std::process::Command::new("/usr/bin/lxc")
+        .args([
+            "exec",
+            &c,
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .env("LXD_DIR", &d.dir)
+        .env("HOME", "/tmp")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(7));
+
+    // The initial terminal size is used, and a resize reaches the pty inside.
+    let cmd = format!(
+        "stty cols 100 rows 30; (sleep 1; stty cols 120 rows 40 </dev/tty) & /usr/bin/lxc exec {c} -- sh -c 'stty size; sleep 2; stty size'"
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("LXD_DIR", &d.dir)
+        .env("HOME", "/tmp")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("30 100") && s.contains("40 120"),
+        "sizes seen inside: {s:?}"
+    );
+    d.real_lxc_ok(&["delete", "-f", &c]);
+}
