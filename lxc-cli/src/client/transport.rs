@@ -39,9 +39,12 @@ impl Endpoint {
 
     pub fn http_client(&self) -> Result<reqwest::Client, Error> {
         match self {
+            // No TLS over the unix socket: an empty root store keeps reqwest from loading the
+            // system's CA bundle, which cost ~10 ms on every command.
             Endpoint::Unix(path) => reqwest::Client::builder()
                 .unix_socket(path.as_path())
                 .user_agent(concat!("LXD ", env!("CARGO_PKG_VERSION")))
+                .tls_certs_only(Vec::<reqwest::Certificate>::new())
                 .build()
                 .map_err(|e| Error::Http(e.to_string())),
         }
