@@ -29,7 +29,7 @@ fn main() {
             "exec-pty" => {
                 let mut req: attach::ExecRequest = serde_json::from_str(a(1))?;
                 req.pty = true;
-                exec_pty(&req)?
+                exec_pty(&req)?;
             }
             "state" => println!("{}", serde_json::to_string(&state::probe(Path::new(a(1))))?),
             "shutdown" => control::shutdown(Path::new(a(1)))?,

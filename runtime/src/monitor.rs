@@ -498,6 +498,12 @@ impl Monitor {
     fn kill_init(&self) {
         if self.init_pid > 0 {
             let _ = nix::sys::signal::kill(Pid::from_raw(self.init_pid), Signal::SIGKILL);
+            // A frozen task only takes its SIGKILL once thawed.
+            if let Some(cg) = &self.cg
+                && cg.is_frozen().unwrap_or(false)
+            {
+                let _ = cg.thaw();
+            }
         }
     }
 
