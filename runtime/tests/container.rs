@@ -360,3 +360,92 @@ fn idmapped_support_probe() {
         std::path::Path::new("/proc")
     ));
 }
+
+#[test]
+fn disks_and_nics_are_attached() {
+    if skip() {
+        return;
+    }
+    let mut ct = Ct::new(Kind::Idmapped);
+    let data = ct.dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("owned-by-0"), "x").unwrap();
+    let conf = ct.dir.join("extra.conf");
+    std::fs::write(&conf, "hello\n").unwrap();
+    // A symlink in the container that points at a host path must not redirect a mount there.
+    let host_target = ct.dir.join("host-target");
+    std::fs::create_dir(&host_target).unwrap();
+    std::os::unix::fs::symlink(&host_target, ct.rootfs.join("mnt/evil")).unwrap();
+    // The same path inside the rootfs is where it must resolve to.
+    std::fs::create_dir_all(ct.rootfs.join(host_target.strip_prefix("/").unwrap())).unwrap();
+    let bind = |source: &std::path::Path, target: &str, readonly, idmapped, file| {
+        lxd_runtime::spec::BindMount {
+            source: source.to_path_buf(),
+            target: target.into(),
+            readonly,
+            idmapped,
+            file,
+        }
+    };
+    ct.spec.mounts = vec![
+        bind(&data, "/mnt/ro", true, false, false),
+        bind(&data, "/mnt/idm", false, true, false),
+        bind(&conf, "/etc/extra.conf", true, false, true),
+        bind(&data, "/mnt/evil/inside", true, false, false),
+    ];
+    let veth = format!("rtv{}", std::process::id() % 100000);
+    common::sh(&format!("ip link add {veth}a type veth peer name {veth}b"));
+    let _veth_guard = common::Cleanup(format!("ip link del {veth}a"));
+    ct.spec.nics = vec![lxd_runtime::spec::Nic {
+        host_name: format!("{veth}b"),
+        name: "eth0".into(),
+    }];
+    ct.write_spec();
+    ct.start();
+
+    let (code, out) = ct.exec(&["sh", "-c", "stat -c %u /mnt/ro/owned-by-0 /mnt/idm/owned-by-0; cat /etc/extra.conf; touch /mnt/ro/w 2>&1; touch /mnt/idm/made-inside && echo made"]);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "65534", "host root shows as nobody without idmap");
+    assert_eq!(
+        lines[1], "0",
+        "idmapped disk shows host ids as container ids"
+    );
+    assert_eq!(lines[2], "hello");
+    assert!(lines[3].contains("Read-only file system"), "{out}");
+    assert_eq!(lines[4], "made");
+    assert_eq!(
+        std::fs::metadata(data.join("made-inside")).unwrap().uid(),
+        0
+    );
+    // The escape attempt landed inside the rootfs, not on the host.
+    assert_eq!(std::fs::read_dir(&host_target).unwrap().count(), 0);
+    // ... it is mounted at that path inside the container's own tree (/tmp there is a tmpfs
+    // on top by now, so look in init's mount table rather than at the files).
+    let mi = std::fs::read_to_string(format!("/proc/{}/mountinfo", ct.init_pid())).unwrap();
+    let inside = host_target.join("inside");
+    assert!(mi.contains(&format!(" {} ", inside.display())), "{mi}");
+    let (code, out) = ct.exec(&["ip", "link", "show", "eth0"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn exec_reports_its_host_pid_on_fd3() {
+    if skip() {
+        return;
+    }
+    let ct = Ct::new(Kind::Privileged);
+    ct.start();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' exec \"$0\" 3>&1 >/dev/null",
+            common::runctl().display()
+        ))
+        .arg(ct.request(&["sh", "-c", "echo $$"], false))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(pid > 1 && pid != ct.init_pid());
+}

@@ -295,3 +295,17 @@ pub fn idmap_root() -> u32 {
     let m: IdMap = lxd_runtime::idmap::host_idmap();
     m.uid[0].host_id
 }
+
+/// Runs a shell command when dropped (cleanup of host objects a test made).
+#[derive(Debug)]
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
