@@ -7,6 +7,7 @@ pub mod cgroup;
 mod container;
 pub mod control;
 pub mod error;
+pub mod files;
 pub mod idmap;
 pub mod monitor;
 pub mod mounts;

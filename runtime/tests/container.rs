@@ -449,3 +449,108 @@ fn exec_reports_its_host_pid_on_fd3() {
     let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(pid > 1 && pid != ct.init_pid());
 }
+
+fn file_op(
+    req: &lxd_runtime::files::FileRequest,
+    input: &[u8],
+) -> (i32, lxd_runtime::files::FileHeader, Vec<u8>) {
+    let mut child = std::process::Command::new(common::runctl())
+        .arg("file")
+        .arg(serde_json::to_string(req).unwrap())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let nl = out
+        .stdout
+        .iter()
+        .position(|b| *b == b'\n')
+        .expect("a header line");
+    let h = serde_json::from_slice(&out.stdout[..nl]).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        h,
+        out.stdout[nl + 1..].to_vec(),
+    )
+}
+
+fn file_req(op: lxd_runtime::files::FileOp, path: &str) -> lxd_runtime::files::FileRequest {
+    lxd_runtime::files::FileRequest {
+        op,
+        path: path.into(),
+        init_pid: None,
+        rootfs: None,
+        shifted: None,
+        uid: None,
+        gid: None,
+        mode: None,
+        append: false,
+        target: None,
+        recursive: false,
+    }
+}
+
+#[test]
+fn files_in_running_and_stopped_instances() {
+    use lxd_runtime::files::FileOp;
+    if skip() {
+        return;
+    }
+    let ct = Ct::new(Kind::Idmapped);
+    ct.start();
+    let pid = ct.init_pid();
+    let mut w = file_req(FileOp::Write, "/root/pushed");
+    w.init_pid = Some(pid);
+    w.uid = Some(1000);
+    w.gid = Some(1000);
+    w.mode = Some(0o640);
+    let (code, h, _) = file_op(&w, b"pushed data\n");
+    assert_eq!(code, 0, "{h:?}");
+    assert_eq!((h.uid, h.gid, h.size), (Some(1000), Some(1000), Some(12)));
+    // Idmapped rootfs: container ids are the ids on disk.
+    assert_eq!(
+        std::fs::metadata(ct.rootfs.join("root/pushed"))
+            .unwrap()
+            .uid(),
+        1000
+    );
+    let (_, out) = ct.exec(&["stat", "-c", "%u %g %a", "/root/pushed"]);
+    assert_eq!(out.trim(), "1000 1000 640");
+    let mut r = file_req(FileOp::Read, "/root/pushed");
+    r.init_pid = Some(pid);
+    let (code, h, data) = file_op(&r, b"");
+    assert_eq!((code, data.as_slice()), (0, &b"pushed data\n"[..]), "{h:?}");
+    // A symlink made inside to a host-looking path resolves in the container.
+    assert_eq!(ct.exec(&["ln", "-s", "/etc", "/root/etc-link"]).0, 0);
+    let mut r = file_req(FileOp::Read, "/root/etc-link/hostname");
+    r.init_pid = Some(pid);
+    let (_, _, data) = file_op(&r, b"");
+    assert_eq!(String::from_utf8_lossy(&data).trim(), ct.name);
+    let mut l = file_req(FileOp::Stat, "/root/etc-link");
+    l.init_pid = Some(pid);
+    let (_, h, _) = file_op(&l, b"");
+    assert_eq!(
+        (h.r#type.as_deref(), h.target.as_deref()),
+        (Some("symlink"), Some("/etc"))
+    );
+    let mut missing = file_req(FileOp::Read, "/nope");
+    missing.init_pid = Some(pid);
+    let (code, h, _) = file_op(&missing, b"");
+    assert_eq!((code, h.ok, h.status), (1, false, Some(404)));
+
+    // A stopped instance with a shifted rootfs: ids are translated both ways.
+    let st = Ct::new(Kind::Shifted);
+    let mut w = file_req(FileOp::Write, "/root/offline");
+    w.rootfs = Some(st.rootfs.clone());
+    w.shifted = st.spec.idmap.clone();
+    let (code, h, _) = file_op(&w, b"x");
+    assert_eq!((code, h.uid), (0, Some(0)));
+    assert_eq!(
+        std::fs::metadata(st.rootfs.join("root/offline"))
+            .unwrap()
+            .uid(),
+        idmap_root()
+    );
+}

@@ -36,21 +36,32 @@ pub fn runctl() -> PathBuf {
     p
 }
 
-/// The busybox image tarball, built once per test process with scripts/build-busybox-image.sh.
+/// The busybox image tarball from scripts/build-busybox-image.sh, cached under
+/// /var/cache/lxd-test (the script is deterministic, so a cached copy is as good as a new one).
 pub fn busybox_image() -> &'static Path {
     static IMG: OnceLock<PathBuf> = OnceLock::new();
     IMG.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("rt-img-{}", std::process::id()));
+        let cache = Path::new("/var/cache/lxd-test/runtime-busybox");
+        let img = cache.join("busybox.tar.xz");
+        if img.exists() {
+            return img;
+        }
+        let tmp = Path::new("/var/cache/lxd-test")
+            .join(format!(".runtime-busybox-{}", std::process::id()));
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-busybox-image.sh");
         let st = Command::new("sh")
             .arg(&script)
-            .arg(&out)
+            .arg(&tmp)
             .stdout(Stdio::null())
             .status()
             .expect("run build-busybox-image.sh");
         assert!(st.success(), "building the busybox image failed");
-        out.join("busybox.tar.xz")
+        // Another test process may have won the race; either copy is the same.
+        if std::fs::rename(&tmp, cache).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        img
     })
 }
 
