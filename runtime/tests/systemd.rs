@@ -54,7 +54,8 @@ fn wait_running(ct: &Ct, secs: u64) -> String {
         if let Probe::Running { .. } = ct.probe() {
             let (_, out) = ct.exec(&["systemctl", "is-system-running"]);
             last = out.trim().to_string();
-            if last != "starting" && last != "initializing" && !last.is_empty() {
+            // "offline": systemd's bus is not up yet, right after exec of init.
+            if !matches!(last.as_str(), "starting" | "initializing" | "offline" | "") {
                 return last;
             }
         }
