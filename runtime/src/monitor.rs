@@ -132,12 +132,15 @@ macro_rules! mlog {
 /// The monitor process: never returns.
 fn monitor_main(run_dir: &Path, report: OwnedFd) -> ! {
     // Keep the report pipe away from 0..2, then drop every descriptor we inherited.
-    let report = match nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10)) {
+    let high = match nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10)) {
         // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
         Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
         // SAFETY: nothing can be reported without the pipe; leave quietly.
         Err(_) => unsafe { libc::_exit(1) },
     };
+    drop(report);
+    let report = high;
+    // Everything else we inherited from the caller (it may be the daemon) is not ours to keep.
     sys::close_fds_except(3, &[report.as_raw_fd()]);
     let code = match Monitor::setup(run_dir) {
         Ok(mut m) => match m.first_start() {

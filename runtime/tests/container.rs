@@ -232,6 +232,10 @@ fn freeze_and_thaw() {
         lxd_runtime::control::shutdown(&ct.dir),
         Err(lxd_runtime::Error::Frozen)
     ));
+    // exec into a frozen container fails at once instead of hanging.
+    let out = ct.runctl(&["exec", &ct.request(&["true"], false)]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("instance is frozen"));
     lxd_runtime::control::thaw(&ct.dir).unwrap();
     assert!(matches!(ct.probe(), Probe::Running { .. }));
     assert_eq!(ct.exec(&["true"]).0, 0);
