@@ -336,7 +336,7 @@ pub fn run(req: &FileRequest, input: &mut dyn Read, out: &mut dyn Write) -> Resu
                     shown(path)
                 )));
             }
-            if !existed || req.uid.is_some() || req.gid.is_some() {
+            if (!existed && ids.0.is_some()) || req.uid.is_some() || req.gid.is_some() {
                 let (u, g) = ids.to_disk(req.uid.unwrap_or(0), req.gid.unwrap_or(0))?;
                 nix::unistd::fchown(&fd, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
                     .path_ctx("chown", Path::new(&shown(path)))?;
@@ -374,15 +374,17 @@ pub fn run(req: &FileRequest, input: &mut dyn Read, out: &mut dyn Write) -> Resu
             let pfd = open_at(root, &parent, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
             nix::unistd::symlinkat(target, &pfd, name.as_str())
                 .path_ctx("create symlink", Path::new(&shown(path)))?;
-            let (u, g) = ids.to_disk(req.uid.unwrap_or(0), req.gid.unwrap_or(0))?;
-            nix::unistd::fchownat(
-                &pfd,
-                name.as_str(),
-                Some(Uid::from_raw(u)),
-                Some(Gid::from_raw(g)),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .path_ctx("chown", Path::new(&shown(path)))?;
+            if ids.0.is_some() || req.uid.is_some() || req.gid.is_some() {
+                let (u, g) = ids.to_disk(req.uid.unwrap_or(0), req.gid.unwrap_or(0))?;
+                nix::unistd::fchownat(
+                    &pfd,
+                    name.as_str(),
+                    Some(Uid::from_raw(u)),
+                    Some(Gid::from_raw(g)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .path_ctx("chown", Path::new(&shown(path)))?;
+            }
             let fd = open_at(root, path, OFlag::O_PATH | OFlag::O_NOFOLLOW, 0)?;
             write_header(out, &header_for(fd.as_fd(), &ids)?)
         }
@@ -414,9 +416,13 @@ fn mkdir(root: BorrowedFd<'_>, path: &str, req: &FileRequest, ids: &Ids) -> Resu
         Mode::empty(),
     )
     .path_ctx("open", Path::new(&shown(path)))?;
-    let (u, g) = ids.to_disk(req.uid.unwrap_or(0), req.gid.unwrap_or(0))?;
-    nix::unistd::fchown(&fd, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
-        .path_ctx("chown", Path::new(&shown(path)))?;
+    // New inodes already belong to whoever we are (the container's root, or host root on an
+    // unshifted rootfs): chown only for an explicit owner or a shifted rootfs.
+    if ids.0.is_some() || req.uid.is_some() || req.gid.is_some() {
+        let (u, g) = ids.to_disk(req.uid.unwrap_or(0), req.gid.unwrap_or(0))?;
+        nix::unistd::fchown(&fd, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
+            .path_ctx("chown", Path::new(&shown(path)))?;
+    }
     // mkdir applied the umask; the mode asked for is the mode given.
     nix::sys::stat::fchmod(&fd, mode).path_ctx("chmod", Path::new(&shown(path)))?;
     Ok(())
