@@ -612,3 +612,25 @@ fn set_comm(name: &str) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from `b`.
     unsafe { libc::prctl(libc::PR_SET_NAME, b.as_ptr(), 0, 0, 0) };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_log_rotates_at_the_limit() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("console.log");
+        let mut log = ConsoleLog::open(&p);
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..20 {
+            log.write(&chunk);
+        }
+        let cur = std::fs::metadata(&p).unwrap().len();
+        let old = std::fs::metadata(t.path().join("console.log.1"))
+            .unwrap()
+            .len();
+        assert!(cur <= CONSOLE_LOG_MAX && old <= CONSOLE_LOG_MAX);
+        assert_eq!(cur + old, 20 * 64 * 1024);
+    }
+}

@@ -115,9 +115,14 @@ fn unprivileged_idmapped_rootfs_on_tmpfs() {
     if skip() {
         return;
     }
-    let ct = Ct::new(Kind::IdmappedTmpfs);
+    let mut ct = Ct::new(Kind::IdmappedTmpfs);
     assert!(lxd_runtime::idmap::idmapped_mounts_supported(&ct.rootfs));
+    ct.spec.nesting = true;
+    ct.write_spec();
     ct.start();
+    // security.nesting: clean proc and sysfs for a nested container manager.
+    let (code, _) = ct.exec(&["ls", "/dev/.lxc/proc/self/status", "/dev/.lxc/sys/kernel"]);
+    assert_eq!(code, 0);
     assert_eq!(host_uid(ct.init_pid()), idmap_root());
     let (code, out) = ct.exec(&["sh", "-c", "id -u; touch /tmp/x /root/y; hostname"]);
     assert_eq!(code, 0);
