@@ -33,7 +33,8 @@ pub fn runctl() -> PathBuf {
     let p = dir.join("examples/runctl");
     assert!(
         p.exists(),
-        "{} is missing: run `cargo test` (it builds examples)",
+        "{} is missing: run `cargo test -p lxd-runtime`, which builds examples \
+         (`cargo test --test NAME` alone does not rebuild it)",
         p.display()
     );
     p
