@@ -108,6 +108,15 @@ pub fn http_status(errno: Option<i32>) -> u16 {
     }
 }
 
+/// The HTTP status for an error of a file request.
+pub fn status_of(e: &Error) -> u16 {
+    match e {
+        Error::Invalid(_) => 400,
+        Error::NotRunning => 404,
+        e => http_status(e.errno()),
+    }
+}
+
 /// Runs the request with stdin/stdout and exits: 0 when done, 1 after an error header.
 pub fn forkfile(req: &FileRequest) -> ! {
     let stdout = std::io::stdout();
@@ -117,7 +126,7 @@ pub fn forkfile(req: &FileRequest) -> ! {
         Err(e) => {
             let h = FileHeader {
                 ok: false,
-                status: Some(http_status(e.errno())),
+                status: Some(status_of(&e)),
                 error: Some(e.to_string()),
                 ..Default::default()
             };
@@ -303,14 +312,31 @@ pub fn run(req: &FileRequest, input: &mut dyn Read, out: &mut dyn Write) -> Resu
             write_header(out, &header_for(fd.as_fd(), &ids)?)
         }
         FileOp::Read => {
-            let fd = open_at(root, path, OFlag::O_RDONLY, 0)?;
+            // O_NONBLOCK: a FIFO planted in the container must not hang us; only regular
+            // files are read, and then in blocking mode again.
+            let fd = open_at(
+                root,
+                path,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+                0,
+            )?;
             let mut h = header_for(fd.as_fd(), &ids)?;
-            if h.r#type.as_deref() == Some("directory") {
-                h.entries = Some(list(fd.as_fd(), path)?);
-                return write_header(out, &h);
+            match h.r#type.as_deref() {
+                Some("directory") => {
+                    h.entries = Some(list(fd.as_fd(), path)?);
+                    write_header(out, &h)
+                }
+                Some("file") => {
+                    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))
+                        .path_ctx("read", Path::new(&shown(path)))?;
+                    write_header(out, &h)?;
+                    copy(&mut std::fs::File::from(fd), out, path)
+                }
+                _ => Err(Error::Invalid(format!(
+                    "{} is not a regular file or directory",
+                    shown(path)
+                ))),
             }
-            write_header(out, &h)?;
-            copy(&mut std::fs::File::from(fd), out, path)
         }
         FileOp::List => {
             let fd = open_at(root, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
@@ -328,7 +354,13 @@ pub fn run(req: &FileRequest, input: &mut dyn Read, out: &mut dyn Write) -> Resu
             let (parent, _) = split(path)?;
             open_at(root, &parent, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
             let existed = open_at(root, path, OFlag::O_PATH, 0).is_ok();
-            let fd = open_at(root, path, flags, 0o600)?;
+            // O_NONBLOCK until we know it is a regular file (see Read).
+            let fd = open_at(
+                root,
+                path,
+                flags | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+                0o600,
+            )?;
             let st = nix::sys::stat::fstat(&fd).sys_ctx("stat")?;
             if st.st_mode & libc::S_IFMT != libc::S_IFREG {
                 return Err(Error::Invalid(format!(
@@ -336,6 +368,13 @@ pub fn run(req: &FileRequest, input: &mut dyn Read, out: &mut dyn Write) -> Resu
                     shown(path)
                 )));
             }
+            let keep = if req.append {
+                OFlag::O_APPEND
+            } else {
+                OFlag::empty()
+            };
+            nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(keep))
+                .path_ctx("write", Path::new(&shown(path)))?;
             if (!existed && ids.0.is_some()) || req.uid.is_some() || req.gid.is_some() {
                 let (u, g) = ids.to_disk(req.uid.unwrap_or(0), req.gid.unwrap_or(0))?;
                 nix::unistd::fchown(&fd, Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
@@ -616,6 +655,17 @@ mod tests {
         assert_eq!(ids.to_ns_uid(100_005), 5);
         assert_eq!(ids.to_ns_uid(5), 65534);
         assert!(ids.to_disk(70_000, 0).is_err());
+    }
+
+    #[test]
+    fn fifos_are_not_opened_for_data() {
+        let t = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(&t.path().join("fifo"), Mode::from_bits_truncate(0o644)).unwrap();
+        let e = call(&req(FileOp::Read, t.path(), "/fifo"), b"").unwrap_err();
+        assert_eq!(status_of(&e), 400);
+        assert!(call(&req(FileOp::Write, t.path(), "/fifo"), b"x").is_err());
+        let (h, _) = call(&req(FileOp::Stat, t.path(), "/fifo"), b"").unwrap();
+        assert_eq!(h.r#type.as_deref(), Some("other"));
     }
 
     #[test]
