@@ -58,6 +58,18 @@ fn privileged_boots_execs_and_powers_off() {
         "{out}"
     );
 
+    // The devices cgroup: mknod is allowed, opening a host block device (loop0, which host
+    // root can open here) is not.
+    let (code, out) = ct.exec(&[
+        "sh",
+        "-c",
+        "mknod /root/loop0 b 7 0 && head -c1 /root/loop0 2>&1",
+    ]);
+    assert_ne!(
+        code, 0,
+        "a privileged container could open a host block device"
+    );
+    assert!(out.contains("Operation not permitted"), "{out}");
     let cgroups = ct.cgroup_dirs();
     assert!(cgroups.iter().all(|d| d.is_dir()));
     lxd_runtime::control::shutdown(&ct.dir).unwrap();
