@@ -3,6 +3,7 @@
 //!   runctl start RUN_DIR            forkstart (spec.json must exist)
 //!   runctl exec JSON                forkexec an ExecRequest (exits with the command's status)
 //!   runctl exec-pty JSON            the same with a pty allocated inside the container
+//!   runctl file JSON                forkfile a FileRequest (stdin/stdout carry the data)
 //!   runctl state RUN_DIR            probe, as JSON
 //!   runctl shutdown|reboot|kill|freeze|thaw RUN_DIR
 //!   runctl wait RUN_DIR SECONDS     exit 0 when stopped in time, 1 otherwise
@@ -29,7 +30,11 @@ fn main() {
             "exec-pty" => {
                 let mut req: attach::ExecRequest = serde_json::from_str(a(1))?;
                 req.pty = true;
-                exec_pty(&req)?
+                exec_pty(&req)?;
+            }
+            "file" => {
+                let req: lxd_runtime::files::FileRequest = serde_json::from_str(a(1))?;
+                lxd_runtime::files::forkfile(&req)
             }
             "state" => println!("{}", serde_json::to_string(&state::probe(Path::new(a(1))))?),
             "shutdown" => control::shutdown(Path::new(a(1)))?,

@@ -131,7 +131,11 @@ fn run(req: &ExecRequest) -> Result<i32> {
         &std::fs::read_to_string(format!("/proc/{pid}/gid_map")).unwrap_or_default(),
     );
 
-    cgroup::open(&req.cgroup_name)?.attach_exec(std::process::id() as i32)?;
+    let cg = cgroup::open(&req.cgroup_name)?;
+    if cg.is_frozen().unwrap_or(false) {
+        return Err(Error::Frozen);
+    }
+    cg.attach_exec(std::process::id() as i32)?;
 
     if req.pty && nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
         // The pty lives in the container's devpts but was opened by host root: give it to the

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, SFlag};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, NixContext, Result};
 use crate::spec::{IdMap, IdRange};
 use crate::sys;
 
@@ -113,33 +113,29 @@ pub(crate) fn write_maps(pid: i32, map: &IdMap) -> Result<()> {
 }
 
 /// A user namespace with `map`, held by a short-lived child, returned as an fd (for
-/// MOUNT_ATTR_IDMAP). Safe to call from a multi-threaded process: the child only read()s and
-/// _exit()s.
+/// MOUNT_ATTR_IDMAP). Safe to call from a multi-threaded process: the child only pause()s until
+/// we SIGKILL it. (Waiting for EOF on a pipe instead deadlocks when two threads do this at
+/// once: each child inherits the other's write end.)
 pub fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).sys_ctx_nix("create a pipe")?;
-    // SAFETY: the child calls only read(2) and _exit(2), both async-signal-safe, so this is
-    // sound even if the caller has other threads.
+    // SAFETY: the child calls only pause(2), which is async-signal-safe, so this is sound even
+    // if the caller has other threads.
     let pid = unsafe { sys::clone_fork(libc::CLONE_NEWUSER as libc::c_ulong) }
         .sys_ctx("create a user namespace")?;
     if pid == 0 {
-        let mut b = [0u8; 1];
-        // SAFETY: closing our copy of the write end (else read() never sees EOF), reading into a
-        // stack buffer, then exiting without running destructors: all async-signal-safe.
-        unsafe {
-            libc::close(w.as_raw_fd());
-            libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1);
-            libc::_exit(0);
+        loop {
+            // SAFETY: pause has no preconditions; SIGKILL ends the loop.
+            unsafe { libc::pause() };
         }
     }
-    drop(r);
     let res = write_maps(pid, map).and_then(|()| {
         let p = format!("/proc/{pid}/ns/user");
         std::fs::File::open(&p)
             .map(OwnedFd::from)
             .path_ctx("open", Path::new(&p))
     });
-    drop(w);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    let child = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(child, None);
     res
 }
 
@@ -233,8 +229,8 @@ pub fn shift_tree(path: &Path, map: &IdMap, reverse: bool) -> Result<()> {
         OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
         Mode::empty(),
     )
-    .path_ctx_nix("open", path)?;
-    let st = nix::sys::stat::fstat(&root).path_ctx_nix("stat", path)?;
+    .path_ctx("open", path)?;
+    let st = nix::sys::stat::fstat(&root).path_ctx("stat", path)?;
     let mut s = Shifter {
         map,
         reverse,
@@ -264,10 +260,10 @@ impl Shifter<'_> {
 
     fn walk(&mut self, dir: OwnedFd, dir_path: &Path) -> Result<()> {
         let dup = dir.try_clone().path_ctx("duplicate fd of", dir_path)?;
-        let mut d = nix::dir::Dir::from_fd(dup).path_ctx_nix("read directory", dir_path)?;
+        let mut d = nix::dir::Dir::from_fd(dup).path_ctx("read directory", dir_path)?;
         let mut subdirs = Vec::new();
         for ent in d.iter() {
-            let ent = ent.path_ctx_nix("read directory", dir_path)?;
+            let ent = ent.path_ctx("read directory", dir_path)?;
             let name = ent.file_name();
             if name == c"." || name == c".." {
                 continue;
@@ -306,7 +302,7 @@ impl Shifter<'_> {
                 OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
                 Mode::empty(),
             )
-            .path_ctx_nix("open", &child_path)?;
+            .path_ctx("open", &child_path)?;
             self.walk(fd, &child_path)?;
         }
         Ok(())
@@ -375,7 +371,7 @@ impl Shifter<'_> {
                     ),
                     None => nix::sys::stat::fchmod(dir, m),
                 };
-                r.path_ctx_nix("chmod", path)?;
+                r.path_ctx("chmod", path)?;
             }
         }
         for (attr, v) in saved {
@@ -467,21 +463,6 @@ fn lsetxattr(path: &str, name: &str, value: &[u8]) -> bool {
             value.len(),
             0,
         ) == 0
-    }
-}
-
-/// `nix` result helpers local to this module's call sites.
-trait NixCtx<T> {
-    fn path_ctx_nix(self, action: &str, path: &Path) -> Result<T>;
-    fn sys_ctx_nix(self, action: &str) -> Result<T>;
-}
-
-impl<T> NixCtx<T> for std::result::Result<T, nix::Error> {
-    fn path_ctx_nix(self, action: &str, path: &Path) -> Result<T> {
-        crate::error::NixContext::path_ctx(self, action, path)
-    }
-    fn sys_ctx_nix(self, action: &str) -> Result<T> {
-        crate::error::NixContext::sys_ctx(self, action)
     }
 }
 

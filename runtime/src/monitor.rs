@@ -132,12 +132,15 @@ macro_rules! mlog {
 /// The monitor process: never returns.
 fn monitor_main(run_dir: &Path, report: OwnedFd) -> ! {
     // Keep the report pipe away from 0..2, then drop every descriptor we inherited.
-    let report = match nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10)) {
+    let high = match nix::fcntl::fcntl(&report, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10)) {
         // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
         Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
         // SAFETY: nothing can be reported without the pipe; leave quietly.
         Err(_) => unsafe { libc::_exit(1) },
     };
+    drop(report);
+    let report = high;
+    // Everything else we inherited from the caller (it may be the daemon) is not ours to keep.
     sys::close_fds_except(3, &[report.as_raw_fd()]);
     let code = match Monitor::setup(run_dir) {
         Ok(mut m) => match m.first_start() {
@@ -498,6 +501,12 @@ impl Monitor {
     fn kill_init(&self) {
         if self.init_pid > 0 {
             let _ = nix::sys::signal::kill(Pid::from_raw(self.init_pid), Signal::SIGKILL);
+            // A frozen task only takes its SIGKILL once thawed.
+            if let Some(cg) = &self.cg
+                && cg.is_frozen().unwrap_or(false)
+            {
+                let _ = cg.thaw();
+            }
         }
     }
 
@@ -602,4 +611,26 @@ fn set_comm(name: &str) {
     b[..n].copy_from_slice(&name.as_bytes()[..n]);
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from `b`.
     unsafe { libc::prctl(libc::PR_SET_NAME, b.as_ptr(), 0, 0, 0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_log_rotates_at_the_limit() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("console.log");
+        let mut log = ConsoleLog::open(&p);
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..20 {
+            log.write(&chunk);
+        }
+        let cur = std::fs::metadata(&p).unwrap().len();
+        let old = std::fs::metadata(t.path().join("console.log.1"))
+            .unwrap()
+            .len();
+        assert!(cur <= CONSOLE_LOG_MAX && old <= CONSOLE_LOG_MAX);
+        assert_eq!(cur + old, 20 * 64 * 1024);
+    }
 }

@@ -236,6 +236,18 @@ pub fn plan(spec: &ContainerSpec, layout: &Layout) -> Vec<Step> {
                     flags: nsde,
                     data,
                 });
+                // Co-mounted controllers get a link per name (cpu -> cpu,cpuacct), which
+                // systemd would otherwise fail to create on the read-only tmpfs.
+                if let HierarchyKind::Controllers(cs) = &h.kind
+                    && cs.len() > 1
+                {
+                    for c in cs {
+                        s.push(Step::Symlink {
+                            path: format!("sys/fs/cgroup/{c}"),
+                            contents: name.clone(),
+                        });
+                    }
+                }
             }
             s.push(Step::RemountRo {
                 target: "sys/fs/cgroup".into(),
@@ -552,7 +564,10 @@ mod tests {
             kind,
         };
         Layout::V1(vec![
-            h("cpu", HierarchyKind::Controllers(vec!["cpu".into()])),
+            h(
+                "cpu,cpuacct",
+                HierarchyKind::Controllers(vec!["cpu".into(), "cpuacct".into()]),
+            ),
             h("memory", HierarchyKind::Controllers(vec!["memory".into()])),
             h("systemd", HierarchyKind::Named("systemd".into())),
             h("unified", HierarchyKind::Unified),
@@ -594,7 +609,7 @@ mod tests {
                 "dev/pts",
                 "dev/shm",
                 "sys/fs/cgroup",
-                "sys/fs/cgroup/cpu",
+                "sys/fs/cgroup/cpu,cpuacct",
                 "sys/fs/cgroup/memory",
                 "sys/fs/cgroup/systemd",
                 "sys/fs/cgroup/unified",
@@ -610,6 +625,10 @@ mod tests {
             "cgroup",
             "none,name=systemd".into()
         )));
+        assert!(steps.contains(&Step::Symlink {
+            path: "sys/fs/cgroup/cpuacct".into(),
+            contents: "cpu,cpuacct".into()
+        }));
         // proc comes before sys, and both before anything the instance asked for.
         let pos = |p: &Step| steps.iter().position(|s| s == p).unwrap();
         let attach = Step::AttachTree {

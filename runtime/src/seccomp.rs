@@ -33,7 +33,7 @@ const X32_BIT: u32 = 0x4000_0000;
 pub enum Rule {
     /// Always fail with this errno.
     Errno(i32),
-    /// Fail with EACCES when args[1] has MNT_FORCE (umount2).
+    /// Fail with EACCES when the flags argument has MNT_FORCE (umount2).
     ForceUmount,
 }
 

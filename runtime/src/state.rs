@@ -116,8 +116,15 @@ pub fn probe_state(
         (Some(p), Some(t)) => alive(p, t),
         _ => false,
     };
-    let init_pid = st.init_pid.unwrap_or(0);
-    if init_alive || (monitor_alive && st.status == Status::Rebooting) {
+    let init_pid = if init_alive {
+        st.init_pid.unwrap_or(0)
+    } else {
+        0
+    };
+    // While the monitor (re)starts init there is no live init yet, but the instance is not
+    // stopped either: report it running (init_pid 0 until state.json names the new init).
+    let transient = matches!(st.status, Status::Starting | Status::Rebooting);
+    if init_alive || (monitor_alive && transient) {
         if init_alive && frozen(&st.cgroup_name) {
             return Probe::Frozen {
                 init_pid,
@@ -207,14 +214,20 @@ mod tests {
 
     #[test]
     fn rebooting_counts_as_running_while_the_monitor_lives() {
-        let s = st(Status::Rebooting);
         let mon = |p: i32, t: u64| (p, t) == (100, 5000);
-        assert_eq!(
-            probe_state(&s, &mon, &|_| false),
-            Probe::Running {
-                init_pid: 101,
-                monitor_pid: 100
-            }
-        );
+        for status in [Status::Rebooting, Status::Starting] {
+            assert_eq!(
+                probe_state(&st(status), &mon, &|_| false),
+                Probe::Running {
+                    init_pid: 0,
+                    monitor_pid: 100
+                }
+            );
+        }
+        // Without its monitor, a half-started instance is stopped.
+        assert!(matches!(
+            probe_state(&st(Status::Starting), &|_, _| false, &|_| false),
+            Probe::Stopped { .. }
+        ));
     }
 }

@@ -157,6 +157,11 @@ impl CgroupManager for V1Cgroup {
                     }
                 }
             }
+            if h.has_controller("devices") {
+                for w in device_writes(&dir) {
+                    write_file(&w.path, &w.value)?;
+                }
+            }
         }
         Ok(())
     }
@@ -287,6 +292,37 @@ impl CgroupManager for V1Cgroup {
     }
 }
 
+/// LXD's default device policy (its lxc.cgroup.devices.* defaults): deny everything, then allow
+/// mknod of any node, the standard character devices, ptys, fuse and tun. Without it a
+/// privileged container could mknod and open the host's disks.
+pub const DEVICE_ALLOW: &[&str] = &[
+    "b *:* m",
+    "c *:* m",
+    "c 136:* rwm",  // /dev/pts/*
+    "c 1:3 rwm",    // null
+    "c 1:5 rwm",    // zero
+    "c 1:7 rwm",    // full
+    "c 1:8 rwm",    // random
+    "c 1:9 rwm",    // urandom
+    "c 5:0 rwm",    // tty
+    "c 5:1 rwm",    // console
+    "c 5:2 rwm",    // ptmx
+    "c 10:229 rwm", // fuse
+    "c 10:200 rwm", // net/tun
+];
+
+/// The devices.deny/allow writes for a container's devices cgroup `dir`, in order.
+pub fn device_writes(dir: &Path) -> Vec<CgroupWrite> {
+    let w = |file: &str, value: &str| CgroupWrite {
+        path: dir.join(file),
+        value: value.to_string(),
+        required: true,
+    };
+    let mut out = vec![w("devices.deny", "a")];
+    out.extend(DEVICE_ALLOW.iter().map(|rule| w("devices.allow", rule)));
+    out
+}
+
 /// chown the cgroup directory and the files a nested init writes (LXC's chown_cgroup list).
 pub(crate) fn chown_delegated(dir: &Path, uid: u32, gid: u32) -> Result<()> {
     let own = |p: &Path| -> Result<()> {
@@ -394,6 +430,22 @@ mod tests {
                 ),
                 (format!("{p}/pids/{n}/pids.max"), "100".into(), true),
             ]
+        );
+    }
+
+    #[test]
+    fn device_policy_denies_first() {
+        let w = device_writes(Path::new("/sys/fs/cgroup/devices/x"));
+        assert_eq!(
+            w[0].path,
+            Path::new("/sys/fs/cgroup/devices/x/devices.deny")
+        );
+        assert_eq!(w[0].value, "a");
+        assert!(w[1..].iter().all(|w| w.path.ends_with("devices.allow")));
+        assert!(w.iter().any(|w| w.value == "c 136:* rwm"));
+        assert!(
+            !w.iter()
+                .any(|w| w.value.starts_with("b ") && w.value.contains('r'))
         );
     }
 
