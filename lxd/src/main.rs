@@ -99,6 +99,16 @@ fn dispatch_helpers() {
             };
             lxd_runtime::attach::forkexec(&req)
         }
+        Some("forkfile") => {
+            let Some(json) = args.get(2) else {
+                fail("usage: lxd forkfile JSON")
+            };
+            let req: lxd_runtime::files::FileRequest = match serde_json::from_str(json) {
+                Ok(r) => r,
+                Err(e) => fail(format!("invalid file request: {e}")),
+            };
+            lxd_runtime::files::forkfile(&req)
+        }
         _ => {}
     }
 }

@@ -96,7 +96,10 @@ fn header_error(h: &FileHeader) -> ApiError {
         .status
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let msg = h.error.clone().unwrap_or_else(|| "File operation failed".into());
+    let msg = h
+        .error
+        .clone()
+        .unwrap_or_else(|| "File operation failed".into());
     let msg = match status {
         StatusCode::NOT_FOUND => "Not found".to_string(),
         _ => msg,
@@ -124,7 +127,10 @@ async fn read_header<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<Fi
 async fn run_simple(d: &AppState, req: &FileRequest) -> Result<FileHeader> {
     let mut child = spawn(d, req)?;
     drop(child.stdin.take());
-    let stdout = child.stdout.take().ok_or_else(|| ApiError::internal("no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ApiError::internal("no stdout"))?;
     let mut r = BufReader::new(stdout);
     let h = read_header(&mut r).await;
     let _ = child.wait().await;
@@ -139,8 +145,16 @@ fn lxd_headers(h: &FileHeader, map: &mut HeaderMap) {
     };
     put(map, "X-LXD-uid", h.uid.unwrap_or(0).to_string());
     put(map, "X-LXD-gid", h.gid.unwrap_or(0).to_string());
-    put(map, "X-LXD-mode", format!("{:04o}", h.mode.unwrap_or(0) & 0o7777));
-    put(map, "X-LXD-type", h.r#type.clone().unwrap_or_else(|| "file".into()));
+    put(
+        map,
+        "X-LXD-mode",
+        format!("{:04o}", h.mode.unwrap_or(0) & 0o7777),
+    );
+    put(
+        map,
+        "X-LXD-type",
+        h.r#type.clone().unwrap_or_else(|| "file".into()),
+    );
     if let Some(m) = h.mtime
         && let Ok(ts) = jiff::Timestamp::from_second(m)
     {
@@ -189,7 +203,10 @@ async fn pull(
     req.op = FileOp::Read;
     let mut child = spawn(&d, &req)?;
     drop(child.stdin.take());
-    let stdout = child.stdout.take().ok_or_else(|| ApiError::internal("no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ApiError::internal("no stdout"))?;
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let h = match read_header(&mut reader).await {
         Ok(h) => h,
@@ -206,9 +223,8 @@ async fn pull(
     }
     // Stream the file; the child is reaped when the stream ends (kill_on_drop if the client goes).
     let stream = tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024);
-    let stream = futures_util::stream::unfold(
-        (stream, Some(child)),
-        |(mut s, mut child)| async move {
+    let stream =
+        futures_util::stream::unfold((stream, Some(child)), |(mut s, mut child)| async move {
             match s.next().await {
                 Some(item) => Some((item, (s, child))),
                 None => {
@@ -218,8 +234,7 @@ async fn pull(
                     None
                 }
             }
-        },
-    );
+        });
     let mut r = (StatusCode::OK, Body::from_stream(stream)).into_response();
     lxd_headers(&h, r.headers_mut());
     let h2 = r.headers_mut();
@@ -278,12 +293,20 @@ async fn push(
         "file" | "" => FileOp::Write,
         "directory" => FileOp::Mkdir,
         "symlink" => FileOp::Symlink,
-        other => return Err(ApiError::bad_request(format!("Unknown file type \"{other}\""))),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Unknown file type \"{other}\""
+            )));
+        }
     };
     let append = match write.as_str() {
         "overwrite" | "" => false,
         "append" => true,
-        other => return Err(ApiError::bad_request(format!("Unknown write mode \"{other}\""))),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Unknown write mode \"{other}\""
+            )));
+        }
     };
     let mut req = request(op, path);
     req.uid = header_num(&headers, "X-LXD-uid", 10)?;
@@ -295,7 +318,8 @@ async fn push(
     if op == FileOp::Symlink {
         let mut t = Vec::new();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("Failed to read the body: {e}")))?;
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("Failed to read the body: {e}")))?;
             t.extend_from_slice(&chunk);
             if t.len() > 4096 {
                 return Err(ApiError::bad_request("Symlink target too long"));
@@ -322,12 +346,19 @@ async fn push(
         }
     }
     let mut child = spawn(&d, &req)?;
-    let mut stdin = child.stdin.take().ok_or_else(|| ApiError::internal("no stdin"))?;
-    let stdout = child.stdout.take().ok_or_else(|| ApiError::internal("no stdout"))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| ApiError::internal("no stdin"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ApiError::internal("no stdout"))?;
     // Feed the body while the child writes it out; a failure on either side ends both.
     let feed = async {
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("Failed to read the body: {e}")))?;
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("Failed to read the body: {e}")))?;
             if stdin.write_all(&chunk).await.is_err() {
                 // The child stopped reading: its header says why.
                 return Ok(());
@@ -352,7 +383,9 @@ async fn delete(
     let p = params(q)?;
     let path = instance_path(p.get("path"))?;
     if path.trim_end_matches('/').is_empty() {
-        return Err(ApiError::bad_request("Refusing to delete the instance's root"));
+        return Err(ApiError::bad_request(
+            "Refusing to delete the instance's root",
+        ));
     }
     let req = target(&d, &name, request(FileOp::Delete, path)).await?;
     run_simple(&d, &req).await?;

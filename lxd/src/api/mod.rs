@@ -2,6 +2,7 @@
 //! calls the domain (`instance`, `images`, storage); it never touches a mount or a process itself.
 
 mod events;
+mod files;
 mod images;
 mod instances;
 mod internal;
@@ -34,6 +35,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .merge(projects::routes())
         .merge(profiles::routes())
         .merge(instances::routes())
+        .merge(files::routes())
         .merge(images::routes())
         .merge(storage::routes())
         .fallback(not_found)
