@@ -269,7 +269,7 @@ pub fn plan(spec: &ContainerSpec, layout: &Layout) -> Vec<Step> {
 
 /// What `execute` needs besides the steps.
 #[derive(Debug)]
-pub struct Resources<'a> {
+pub(crate) struct Resources<'a> {
     /// The rootfs directory (a mount root in our namespace).
     pub root: BorrowedFd<'a>,
     /// Detached trees for `spec.mounts`, in order.
@@ -277,10 +277,10 @@ pub struct Resources<'a> {
 }
 
 /// The console pty pair `execute` allocated: (master, slave).
-pub type ConsolePair = (OwnedFd, OwnedFd);
+pub(crate) type ConsolePair = (OwnedFd, OwnedFd);
 
 /// Runs `steps` inside the rootfs; returns the console pty when the plan has one.
-pub fn execute(steps: &[Step], r: &Resources<'_>) -> Result<Option<ConsolePair>> {
+pub(crate) fn execute(steps: &[Step], r: &Resources<'_>) -> Result<Option<ConsolePair>> {
     let mut console = None;
     for st in steps {
         if let Some(c) = exec_step(st, r)? {
