@@ -37,4 +37,5 @@ pub const API_EXTENSIONS: &[&str] = &[
     "event_project",
     "event_location",
     "operation_wait",
+    "console",
 ];

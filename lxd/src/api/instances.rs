@@ -33,6 +33,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/1.0/instances/{name}/state", get(get_state).put(put_state))
         .route("/1.0/instances/{name}/exec", post(exec))
+        .route(
+            "/1.0/instances/{name}/console",
+            get(console_log).post(console).delete(console_clear),
+        )
         .route("/1.0/instances/{name}/logs", get(list_logs))
         .route(
             "/1.0/instances/{name}/logs/{file}",
@@ -339,6 +343,49 @@ async fn exec(
 ) -> ApiResult {
     let op = instance::exec::start(&d, &name, req)?;
     Ok(async_op(&op.to_api()))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ConsolePost {
+    width: i64,
+    height: i64,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+async fn console(
+    State(d): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<ConsolePost>,
+) -> ApiResult {
+    if !req.kind.is_empty() && req.kind != "console" {
+        return Err(ApiError::bad_request(format!(
+            "Console type \"{}\" is not supported for containers",
+            req.kind
+        )));
+    }
+    let op = instance::console::start(&d, &name, req.width, req.height)?;
+    Ok(async_op(&op.to_api()))
+}
+
+async fn console_log(State(d): State<AppState>, Path(name): Path<String>) -> Result<Response> {
+    let data = instance::console::log(&d, &name)?;
+    let mut r = (StatusCode::OK, Body::from(data)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(r)
+}
+
+async fn console_clear(State(d): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    d.db.instance(&name)?;
+    let path = d.log_dir(&name).join("console.log");
+    if path.exists() {
+        std::fs::write(&path, b"").map_err(|e| crate::error::io_err("truncate", &path, e))?;
+    }
+    Ok(empty())
 }
 
 fn log_path(d: &AppState, name: &str, file: &str) -> Result<std::path::PathBuf> {

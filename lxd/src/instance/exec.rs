@@ -289,10 +289,10 @@ async fn pump_in<W: AsyncWrite + Unpin>(
 }
 
 /// The pty master as an async byte stream.
-struct PtyMaster(AsyncFd<OwnedFd>);
+pub(crate) struct PtyMaster(AsyncFd<OwnedFd>);
 
 impl PtyMaster {
-    fn new(fd: OwnedFd) -> std::io::Result<Self> {
+    pub(crate) fn new(fd: OwnedFd) -> std::io::Result<Self> {
         let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL)?;
         let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
@@ -302,7 +302,7 @@ impl PtyMaster {
         )?))
     }
 
-    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             let mut guard = self.0.readable().await?;
             match guard
@@ -314,7 +314,7 @@ impl PtyMaster {
         }
     }
 
-    async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
         while !buf.is_empty() {
             let mut guard = self.0.writable().await?;
             match guard
@@ -328,7 +328,7 @@ impl PtyMaster {
         Ok(())
     }
 
-    fn resize(&self, cols: u16, rows: u16) {
+    pub(crate) fn resize(&self, cols: u16, rows: u16) {
         let _ = lxd_runtime::attach::set_window_size(self.0.get_ref().as_fd(), cols, rows);
     }
 }

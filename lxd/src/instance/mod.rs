@@ -2,6 +2,7 @@
 //! rename and delete live here; start/stop in `lifecycle`, exec in `exec`, rendering to API types
 //! in `render`. Nothing here speaks HTTP; handlers in `api/` call these functions.
 
+pub mod console;
 pub mod devices;
 pub mod exec;
 pub mod idmap;
