@@ -93,6 +93,11 @@ pub fn errno_text(e: &std::io::Error) -> String {
     }
 }
 
+/// A local I/O error worded as Go words it: `open /x: no such file or directory`.
+pub fn io_error(op: &str, path: &std::path::Path, e: &std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!("{op} {}: {}", path.display(), errno_text(e))
+}
+
 /// Escape one path segment (alias names may contain `/`).
 pub fn esc(segment: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -212,10 +217,10 @@ impl Client {
     }
 
     fn send_error(&self, method: &Method, url: &str, e: reqwest::Error) -> Error {
-        if e.is_connect() {
-            if let (Some(io), Some(path)) = (find_io_error(&e), self.endpoint.socket_path()) {
-                return Error::connect(method.as_str(), url, path, io);
-            }
+        if e.is_connect()
+            && let (Some(io), Some(path)) = (find_io_error(&e), self.endpoint.socket_path())
+        {
+            return Error::connect(method.as_str(), url, path, io);
         }
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -262,6 +267,38 @@ impl Client {
             reason: e.to_string(),
         })?;
         Ok((v, etag))
+    }
+
+    /// `GET` an object keeping the server's key order (for `--format json|yaml`, which echo
+    /// what the server sent as LXD's client re-encodes its own identical structs).
+    pub async fn get_ordered(&self, path: &str) -> Result<yaml_serde::Value, Error> {
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            #[serde(default)]
+            metadata: yaml_serde::Value,
+        }
+        let url = self.url(path);
+        let resp = self.raw(Method::GET, path, HeaderMap::new(), None).await?;
+        let bytes = resp.bytes().await.map_err(|e| Error::Http(e.to_string()))?;
+        serde_json::from_slice::<Envelope>(&bytes)
+            .map(|e| e.metadata)
+            .map_err(|e| Error::Decode {
+                url,
+                reason: e.to_string(),
+            })
+    }
+
+    /// `GET` an object both typed and in the server's key order.
+    pub async fn get_both<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(T, yaml_serde::Value), Error> {
+        let raw = self.get_ordered(path).await?;
+        let typed = yaml_serde::from_value(raw.clone()).map_err(|e| Error::Decode {
+            url: self.url(path),
+            reason: e.to_string(),
+        })?;
+        Ok((typed, raw))
     }
 
     /// A synchronous request with a JSON body; returns the envelope's metadata.
@@ -407,15 +444,14 @@ pub(crate) fn ws_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> E
     use tokio_tungstenite::tungstenite::Error as WsErr;
     if let WsErr::Http(resp) = &e {
         // A refused upgrade carries LXD's error envelope in its body.
-        if let Some(body) = resp.body() {
-            if let Ok(r) = serde_json::from_slice::<Response>(body) {
-                if r.kind == ResponseType::Error {
-                    return Error::Status {
-                        status: resp.status().as_u16(),
-                        message: r.error,
-                    };
-                }
-            }
+        if let Some(body) = resp.body()
+            && let Ok(r) = serde_json::from_slice::<Response>(body)
+            && r.kind == ResponseType::Error
+        {
+            return Error::Status {
+                status: resp.status().as_u16(),
+                message: r.error,
+            };
         }
         return Error::Status {
             status: resp.status().as_u16(),

@@ -519,14 +519,15 @@ pub async fn run(ctx: &Ctx, a: ListArgs) -> anyhow::Result<()> {
     }
     let mut remote = ctx.conf.default_remote.clone();
     let mut filters = a.filters.clone();
-    if let Some(first) = a.filters.first() {
-        if first.contains(':') && !first.contains('=') {
-            let (r, name) = ctx.parse_remote(first)?;
-            remote = r;
-            filters.remove(0);
-            if !name.is_empty() {
-                filters.push(name);
-            }
+    if let Some(first) = a.filters.first()
+        && first.contains(':')
+        && !first.contains('=')
+    {
+        let (r, name) = ctx.parse_remote(first)?;
+        remote = r;
+        filters.remove(0);
+        if !name.is_empty() {
+            filters.push(name);
         }
     }
     let client = ctx.client(&remote)?;
@@ -541,13 +542,13 @@ pub async fn run(ctx: &Ctx, a: ListArgs) -> anyhow::Result<()> {
         ""
     };
 
-    let instances: Vec<InstanceFull> = if needs_data && full {
+    let (instances, raw): (Vec<InstanceFull>, yaml_serde::Value) = if needs_data && full {
         client
-            .get(&format!("/1.0/instances?recursion=2{all}"))
+            .get_both(&format!("/1.0/instances?recursion=2{all}"))
             .await?
     } else {
-        let list: Vec<lxd_api::Instance> = client
-            .get(&format!("/1.0/instances?recursion=1{all}"))
+        let (list, raw): (Vec<lxd_api::Instance>, _) = client
+            .get_both(&format!("/1.0/instances?recursion=1{all}"))
             .await?;
         let mut out = Vec::new();
         for inst in list {
@@ -569,12 +570,20 @@ pub async fn run(ctx: &Ctx, a: ListArgs) -> anyhow::Result<()> {
             }
             out.push(f);
         }
-        out
+        // Without full data LXD prints its assembled InstanceFull objects.
+        let raw = if needs_data {
+            yaml_serde::to_value(&out)?
+        } else {
+            raw
+        };
+        (out, raw)
     };
 
     let (rows, kept) = rows(instances, &filters, &columns);
+    let names: Vec<&str> = kept.iter().map(|i| i.instance.name.as_str()).collect();
+    let raw = super::filter_raw(&raw, "name", &names);
     let header: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-    print_out(&output::render(format, &header, &rows, &kept)?);
+    print_out(&output::render(format, &header, &rows, &raw)?);
     Ok(())
 }
 

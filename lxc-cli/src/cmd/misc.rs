@@ -20,17 +20,12 @@ pub struct VersionArgs {
 }
 
 pub async fn version(ctx: &Ctx, a: VersionArgs) -> anyhow::Result<()> {
-    let raw = a.remote.unwrap_or_default();
-    let remote = if raw.is_empty() {
-        ctx.conf.default_remote.clone()
-    } else {
-        let Some(r) = raw.strip_suffix(':') else {
-            bail!("Remote {raw} doesn't exist");
-        };
-        r.to_string()
-    };
     println!("Client version: {CLIENT_VERSION}");
-    let server = match ctx.client(&remote) {
+    // An unknown remote is reported as an unreachable server, as LXD does.
+    let server = match ctx
+        .parse_remote(a.remote.as_deref().unwrap_or(""))
+        .and_then(|(remote, _)| ctx.client(&remote))
+    {
         Ok(c) => c
             .server()
             .await
@@ -144,8 +139,8 @@ pub async fn project(ctx: &Ctx, cmd: ProjectCmd) -> anyhow::Result<()> {
             let format = super::format(&format)?;
             let (remote, _) = ctx.parse_remote(remote.as_deref().unwrap_or(""))?;
             let client = ctx.client(&remote)?;
-            let projects: Vec<lxd_api::project::Project> =
-                client.get("/1.0/projects?recursion=1").await?;
+            let (projects, raw): (Vec<lxd_api::project::Project>, _) =
+                client.get_both("/1.0/projects?recursion=1").await?;
             let current = client.project().to_string();
             let yes = |p: &lxd_api::project::Project, k: &str| {
                 output::yes_no(matches!(
@@ -185,7 +180,7 @@ pub async fn project(ctx: &Ctx, cmd: ProjectCmd) -> anyhow::Result<()> {
                     "USED BY",
                 ],
                 &rows,
-                &projects,
+                &raw,
             )?);
         }
         ProjectCmd::Show { name } => {
@@ -425,15 +420,14 @@ pub async fn first_run(ctx: &Ctx, cmd: &Command) {
         return;
     }
     let mut flush = false;
-    if let Ok(client) = ctx.client(crate::config::DEFAULT_REMOTE) {
-        if let Ok(server) = client.server().await {
-            if server.environment.storage.is_empty() {
-                eprintln!(
-                    "If this is your first time running LXD on this machine, you should also run: lxd init"
-                );
-                flush = true;
-            }
-        }
+    if let Ok(client) = ctx.client(crate::config::DEFAULT_REMOTE)
+        && let Ok(server) = client.server().await
+        && server.environment.storage.is_empty()
+    {
+        eprintln!(
+            "If this is your first time running LXD on this machine, you should also run: lxd init"
+        );
+        flush = true;
     }
     if !matches!(cmd, Command::Init(_) | Command::Launch(_)) {
         eprintln!(
