@@ -418,7 +418,7 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
                 source: Some(ImagesPostSource {
                     kind: "image".into(),
                     mode: "pull".into(),
-                    server: src.addr.clone(),
+                    server: src.addr.trim_end_matches('/').to_string(),
                     protocol: "simplestreams".into(),
                     // LXD sends the alias itself as the fingerprint so that auto-update works.
                     fingerprint: name.clone(),
@@ -815,7 +815,7 @@ async fn import(
                 let secs = start.elapsed().as_secs_f64().max(0.001);
                 if let Ok(mut p) = progress.lock() {
                     p.update(&format!(
-                        "Upload: {pct}% ({}/s)",
+                        "{pct}% ({}/s)",
                         output::byte_size((n as f64 / secs) as i64, 2)
                     ));
                 }
@@ -899,6 +899,16 @@ async fn export(ctx: &Ctx, image: &str, target: Option<&str>) -> anyhow::Result<
         .to_string();
 
     let mut progress = Progress::new("Exporting the image: %s", ctx.global.quiet);
+    let length = resp.content_length().unwrap_or(0);
+    let start = Instant::now();
+    let status = move |total: u64| {
+        let secs = start.elapsed().as_secs_f64().max(0.001);
+        let speed = output::byte_size((total as f64 / secs) as i64, 2);
+        match (total * 100).checked_div(length) {
+            Some(pct) => format!("{pct}% ({speed}/s)"),
+            None => format!("{} ({speed}/s)", output::byte_size(total as i64, 2)),
+        }
+    };
     let mut hasher = sha2::Sha256::new();
     let mut meta_name = String::new();
     let mut rootfs_name = String::new();
@@ -929,7 +939,7 @@ async fn export(ctx: &Ctx, image: &str, target: Option<&str>) -> anyhow::Result<
                     use std::io::Write;
                     hasher.update(d);
                     total += d.len() as u64;
-                    progress.update(&output::byte_size(total as i64, 2));
+                    progress.update(&status(total));
                     let f = if *current.borrow() == "metadata" {
                         &mut meta_f
                     } else {
@@ -953,7 +963,7 @@ async fn export(ctx: &Ctx, image: &str, target: Option<&str>) -> anyhow::Result<
                 let chunk = chunk?;
                 hasher.update(&chunk);
                 total += chunk.len() as u64;
-                progress.update(&output::byte_size(total as i64, 2));
+                progress.update(&status(total));
                 f.write_all(&chunk).await?;
             }
             f.flush().await?;

@@ -74,12 +74,14 @@ pub async fn resolve_image(
             source: InstanceSource {
                 kind: "image".into(),
                 mode: "pull".into(),
-                server: r.addr.clone(),
+                // The Go simplestreams client trims the trailing slash of the remote URL.
+                server: r.addr.trim_end_matches('/').to_string(),
                 protocol: "simplestreams".into(),
                 alias: image.to_string(),
                 ..Default::default()
             },
-            kind: String::new(),
+            // LXD 5.0 asks for a container unless --vm.
+            kind: "container".into(),
         });
     }
     if !same_server {
@@ -129,6 +131,10 @@ pub async fn run(ctx: &Ctx, a: InitArgs, launch: bool) -> anyhow::Result<()> {
         Some(n) => ctx.parse_remote(n)?,
         None => (ctx.conf.default_remote.clone(), String::new()),
     };
+    let image_ref = image_arg
+        .as_deref()
+        .map(|img| ctx.parse_remote(img))
+        .transpose()?;
     if !ctx.global.quiet {
         if name.is_empty() {
             println!("Creating the instance");
@@ -170,7 +176,7 @@ pub async fn run(ctx: &Ctx, a: InitArgs, launch: bool) -> anyhow::Result<()> {
         Some(a.profiles.clone())
     };
 
-    let (source, mut kind) = match &image_arg {
+    let (source, mut kind) = match &image_ref {
         None => (
             InstanceSource {
                 kind: "none".into(),
@@ -178,10 +184,9 @@ pub async fn run(ctx: &Ctx, a: InitArgs, launch: bool) -> anyhow::Result<()> {
             },
             "container".to_string(),
         ),
-        Some(img) => {
-            let (iremote, image) = ctx.parse_remote(img)?;
-            let same = iremote == remote || ctx.remote(&iremote)?.addr == ctx.remote(&remote)?.addr;
-            let s = resolve_image(ctx, &client, &iremote, &image, same).await?;
+        Some((iremote, image)) => {
+            let same = *iremote == remote || ctx.remote(iremote)?.addr == ctx.remote(&remote)?.addr;
+            let s = resolve_image(ctx, &client, iremote, image, same).await?;
             (s.source, s.kind)
         }
     };

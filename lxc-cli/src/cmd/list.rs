@@ -290,8 +290,8 @@ pub fn cell(col: &Column, i: &InstanceFull) -> String {
                 .get("volatile.base_image")
                 .cloned()
                 .unwrap_or_default();
-            if col.data == Data::BaseImage && v.len() >= 12 {
-                v[..12].to_string()
+            if col.data == Data::BaseImage {
+                v.chars().take(12).collect()
             } else {
                 v
             }
