@@ -293,7 +293,11 @@ impl Client {
         &self,
         path: &str,
     ) -> Result<(T, yaml_serde::Value), Error> {
-        let raw = self.get_ordered(path).await?;
+        let mut raw = self.get_ordered(path).await?;
+        // An empty collection sent as null reads as an empty list.
+        if raw.is_null() {
+            raw = yaml_serde::Value::Sequence(Vec::new());
+        }
         let typed = yaml_serde::from_value(raw.clone()).map_err(|e| Error::Decode {
             url: self.url(path),
             reason: e.to_string(),

@@ -481,7 +481,11 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
             let path = image_path(&img.fingerprint);
             let (client, path, etag) = (&client, &path, etag.as_deref());
             editor::edit_yaml(EDIT_HEADER, &current, |text| async move {
-                let put: ImagePut = editor::parse_yaml(&text)?;
+                let mut put: ImagePut = editor::parse_yaml(&text)?;
+                // Go decodes a missing expiry as the zero time; LXD rejects an empty string.
+                if put.expires_at.is_empty() {
+                    put.expires_at = lxd_api::ZERO_TIME.into();
+                }
                 client.send(Method::PUT, path, Some(&put), etag).await?;
                 Ok(())
             })
@@ -614,6 +618,9 @@ async fn set_property(ctx: &Ctx, image: &str, f: impl FnOnce(&mut ImagePut)) -> 
         profiles: img.profiles,
     };
     f(&mut put);
+    if put.expires_at.is_empty() {
+        put.expires_at = lxd_api::ZERO_TIME.into();
+    }
     client
         .send(
             Method::PUT,

@@ -258,9 +258,14 @@ pub async fn operation(ctx: &Ctx, cmd: OperationCmd) -> anyhow::Result<()> {
             let format = super::format(&format)?;
             let (remote, _) = ctx.parse_remote(remote.as_deref().unwrap_or(""))?;
             let client = ctx.client(&remote)?;
-            let by_status: BTreeMap<String, Vec<Operation>> =
+            let by_status: Option<BTreeMap<String, Option<Vec<Operation>>>> =
                 client.get("/1.0/operations?recursion=1").await?;
-            let ops: Vec<Operation> = by_status.into_values().flatten().collect();
+            let ops: Vec<Operation> = by_status
+                .unwrap_or_default()
+                .into_values()
+                .flatten()
+                .flatten()
+                .collect();
             let rows = operation_rows(&ops);
             print_out(&output::render(
                 format,
@@ -437,5 +442,47 @@ pub async fn first_run(ctx: &Ctx, cmd: &Command) {
     }
     if flush {
         eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_list_matches_lxd() {
+        // From `lxc operation list --format csv` on LXD 5.0.2.
+        let op: Operation = serde_json::from_value(serde_json::json!({
+            "id": "9181f571-54e5-4ce0-9a38-dc2a2dc49bb9", "class": "task",
+            "description": "Updating instance", "created_at": "2026-11-27T23:20:02.1Z",
+            "status": "Success", "status_code": 200, "may_cancel": false
+        }))
+        .unwrap();
+        assert_eq!(
+            output::csv(&operation_rows(&[op])),
+            "9181f571-54e5-4ce0-9a38-dc2a2dc49bb9,TASK,Updating instance,SUCCESS,NO,2026/11/27 23:20 UTC\n"
+        );
+    }
+
+    #[test]
+    fn monitor_events_render_like_lxd() {
+        let ev: lxd_api::Event = serde_json::from_value(serde_json::json!({
+            "type": "lifecycle", "timestamp": "2026-11-27T23:20:02.14137336Z",
+            "metadata": {"action": "instance-updated", "source": "/1.0/instances/c1"},
+            "location": "none", "project": "default"
+        }))
+        .unwrap();
+        assert_eq!(
+            render_event(&ev, "yaml").unwrap(),
+            "location: none\nmetadata:\n  action: instance-updated\n  source: /1.0/instances/c1\nproject: default\ntimestamp: \"2026-11-27T23:20:02.14137336Z\"\ntype: lifecycle\n\n\n"
+        );
+    }
+
+    #[test]
+    fn query_output_uses_tabs() {
+        assert_eq!(
+            json_tabs(&serde_json::json!(["/1.0/instances/c1"])).unwrap(),
+            "[\n\t\"/1.0/instances/c1\"\n]"
+        );
     }
 }

@@ -623,6 +623,16 @@ mod tests {
     }
 
     #[test]
+    fn show_matches_lxd() {
+        // `lxc query /1.0/storage-pools/default` and `lxc storage show default` on LXD 5.0.2.
+        let pool: StoragePool = serde_json::from_str(r#"{"config": {"source": "/tmp/rlxd-client/storage-pools/default"},"description": "","driver": "dir","locations": ["none"],"name": "default","status": "Created","used_by": ["/1.0/instances/c1","/1.0/profiles/default"]}"#).unwrap();
+        assert_eq!(
+            output::yaml_ordered(&pool, POOL_ORDER).unwrap(),
+            "config:\n  source: /tmp/rlxd-client/storage-pools/default\ndescription: \"\"\nname: default\ndriver: dir\nused_by:\n- /1.0/instances/c1\n- /1.0/profiles/default\nstatus: Created\nlocations:\n- none\n"
+        );
+    }
+
+    #[test]
     fn info_groups_users() {
         let pool: StoragePool = serde_json::from_value(json!({
             "name": "default", "driver": "dir", "description": "",
