@@ -171,7 +171,13 @@ impl Client {
     /// `GET /1.0`, cached for the life of the client (the Go client does the same).
     pub async fn server(&self) -> Result<&Server, Error> {
         self.server
-            .get_or_try_init(|| async { self.get::<Server>("/1.0").await })
+            .get_or_try_init(|| async {
+                let (resp, _) = self.query_inner(Method::GET, "/1.0", None, None).await?;
+                serde_json::from_value(resp.metadata).map_err(|e| Error::Decode {
+                    url: self.url("/1.0"),
+                    reason: e.to_string(),
+                })
+            })
             .await
     }
 
@@ -189,8 +195,28 @@ impl Client {
             .any(|e| e == name))
     }
 
+    /// Like the Go client, talk to a server only after `GET /1.0` succeeded: the first error a
+    /// user sees for an unreachable server is always that of `GET /1.0`.
+    async fn ensure_connected(&self, path: &str) -> Result<(), Error> {
+        if path == "/1.0" || self.server.initialized() {
+            return Ok(());
+        }
+        self.server().await.map(|_| ())
+    }
+
     /// Send a request and return the decoded envelope and the ETag.
     pub async fn query(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        etag: Option<&str>,
+    ) -> Result<(Response, Option<String>), Error> {
+        self.ensure_connected(path).await?;
+        self.query_inner(method, path, body, etag).await
+    }
+
+    async fn query_inner(
         &self,
         method: Method,
         path: &str,
@@ -344,6 +370,7 @@ impl Client {
         headers: HeaderMap,
         body: Option<reqwest::Body>,
     ) -> Result<reqwest::Response, Error> {
+        self.ensure_connected(path).await?;
         let url = self.url(path);
         self.debug(format_args!("{method} {url} {headers:?}"));
         let mut req = self.http.request(method.clone(), &url).headers(headers);
@@ -382,6 +409,7 @@ impl Client {
 
     /// Connect a websocket to an API path (`/1.0/events`, `/1.0/operations/ID/websocket?...`).
     pub async fn websocket(&self, path: &str) -> Result<WebSocket, Error> {
+        self.ensure_connected(path).await?;
         let mut url = format!("{}{}", self.endpoint.ws_base_url(), path);
         self.add_project(&mut url);
         self.debug(format_args!("websocket {url}"));
