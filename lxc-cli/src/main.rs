@@ -59,7 +59,8 @@ async fn run() -> i32 {
         }
     };
     let first_run = loaded.is_none();
-    let conf = loaded.unwrap_or_else(|| Config::default_in(&dir));
+    let mut conf = loaded.unwrap_or_else(|| Config::default_in(&dir));
+    conf.apply_env();
 
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(expanded) = expand_alias(&conf.aliases, &args) {

@@ -512,6 +512,29 @@ pub fn rows(
     (rows, kept)
 }
 
+/// Plain instances as LXD prints them from its `InstanceFull` struct: with null
+/// `backups`, `state` and `snapshots` after the instance's own fields.
+fn with_full_keys(raw: yaml_serde::Value) -> yaml_serde::Value {
+    let yaml_serde::Value::Sequence(items) = raw else {
+        return raw;
+    };
+    yaml_serde::Value::Sequence(
+        items
+            .into_iter()
+            .map(|mut i| {
+                if let yaml_serde::Value::Mapping(m) = &mut i {
+                    for k in ["backups", "state", "snapshots"] {
+                        if !m.contains_key(k) {
+                            m.insert(k.into(), yaml_serde::Value::Null);
+                        }
+                    }
+                }
+                i
+            })
+            .collect(),
+    )
+}
+
 pub async fn run(ctx: &Ctx, a: ListArgs) -> anyhow::Result<()> {
     let format: Format = super::format(&a.format)?;
     if !ctx.global.project.is_empty() && a.all_projects {
@@ -574,7 +597,7 @@ pub async fn run(ctx: &Ctx, a: ListArgs) -> anyhow::Result<()> {
         let raw = if needs_data {
             yaml_serde::to_value(&out)?
         } else {
-            raw
+            with_full_keys(raw)
         };
         (out, raw)
     };
