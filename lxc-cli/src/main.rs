@@ -73,12 +73,9 @@ async fn run() -> i32 {
             ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                // LXD prints the help of a bare `lxc` or `lxc image` and succeeds.
                 let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    1
-                } else {
-                    0
-                };
+                return 0;
             }
             ErrorKind::MissingRequiredArgument => {
                 // LXD prints the command's help, and succeeds when no argument was given.
