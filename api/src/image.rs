@@ -71,6 +71,8 @@ pub struct ImagesPost {
     #[serde(deserialize_with = "crate::null_default")]
     pub properties: ConfigMap,
     pub public: bool,
+    /// RFC 3339; left out when empty (LXD rejects `""` as a time).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub expires_at: String,
     pub profiles: Option<Vec<String>>,
     pub filename: String,
@@ -157,4 +159,17 @@ pub struct ImageMetadata {
     pub properties: ConfigMap,
     #[serde(deserialize_with = "crate::null_default")]
     pub templates: BTreeMap<String, ImageMetadataTemplate>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_post_leaves_out_an_empty_expiry() {
+        let v = serde_json::to_value(ImagesPost::default()).unwrap();
+        assert!(v.get("expires_at").is_none());
+        let p: ImagesPost = serde_json::from_str(r#"{"expires_at":"2030-01-01T00:00:00Z"}"#).unwrap();
+        assert_eq!(p.expires_at, "2030-01-01T00:00:00Z");
+    }
 }

@@ -191,8 +191,8 @@ impl Config {
         self.dir.join("config.yml")
     }
 
-    /// Parse config.yml text, then apply what LXD applies on load: static remotes always win,
-    /// private remotes default to TLS authentication, and `$LXC_REMOTE` overrides the default.
+    /// Parse config.yml text, then apply what LXD applies on load: static remotes always win
+    /// and private remotes default to TLS authentication.
     pub fn parse(text: &str, dir: &Path) -> Result<Config, yaml_serde::Error> {
         let mut c: Config = if text.trim().is_empty() {
             Config::default_in(dir)
@@ -211,12 +211,17 @@ impl Config {
             }
             c.remotes.insert(name, r);
         }
-        if let Some(env) = std::env::var("LXC_REMOTE").ok().filter(|s| !s.is_empty()) {
-            c.default_remote = env;
-        } else if c.default_remote.is_empty() {
+        if c.default_remote.is_empty() {
             c.default_remote = DEFAULT_REMOTE.to_string();
         }
         Ok(c)
+    }
+
+    /// `$LXC_REMOTE` overrides the default remote for this run (never saved).
+    pub fn apply_env(&mut self) {
+        if let Some(env) = std::env::var("LXC_REMOTE").ok().filter(|s| !s.is_empty()) {
+            self.default_remote = env;
+        }
     }
 
     /// Load config.yml from `dir`; `Ok(None)` when it does not exist yet (first run).

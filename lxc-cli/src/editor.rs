@@ -27,10 +27,10 @@ pub enum Error {
 /// The editor command LXD would run: `$VISUAL`, `$EDITOR`, else the first of editor, vi, emacs, nano.
 fn editor_command() -> String {
     for var in ["VISUAL", "EDITOR"] {
-        if let Ok(e) = std::env::var(var) {
-            if !e.trim().is_empty() {
-                return e;
-            }
+        if let Ok(e) = std::env::var(var)
+            && !e.trim().is_empty()
+        {
+            return e;
         }
     }
     for candidate in ["editor", "vi", "emacs", "nano"] {

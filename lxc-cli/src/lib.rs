@@ -37,6 +37,19 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+/// Asks `main` to print the help of the command being run, as LXD does when a command that
+/// needs arguments is given none.
+#[derive(Debug)]
+pub struct ShowHelp;
+
+impl std::fmt::Display for ShowHelp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Invalid number of arguments")
+    }
+}
+
+impl std::error::Error for ShowHelp {}
+
 /// Flags every command accepts.
 #[derive(Debug, Clone, Default)]
 pub struct Global {

@@ -9,18 +9,19 @@ use lxc_cli::parse::expand_alias;
 use lxc_cli::{Ctx, Exit, Global};
 
 fn main() {
-    let code = match tokio::runtime::Builder::new_multi_thread()
+    let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run()),
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: {e}");
-            1
+            std::process::exit(1);
         }
     };
-    // Exit here rather than dropping the runtime: a blocked stdin reader must not hold us up.
+    let code = rt.block_on(run());
+    // Exit while the runtime is still alive: dropping it would wait for a blocked stdin reader.
     std::process::exit(code);
 }
 
@@ -58,24 +59,33 @@ async fn run() -> i32 {
         }
     };
     let first_run = loaded.is_none();
-    let conf = loaded.unwrap_or_else(|| Config::default_in(&dir));
+    let mut conf = loaded.unwrap_or_else(|| Config::default_in(&dir));
+    conf.apply_env();
 
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(expanded) = expand_alias(&conf.aliases, &args) {
         args = expanded;
     }
+    let args_for_help = args.clone();
     let cli = match Cli::try_parse_from(std::iter::once("lxc".to_string()).chain(args)) {
         Ok(c) => c,
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                // LXD prints the help of a bare `lxc` or `lxc image` and succeeds.
                 let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    1
-                } else {
-                    0
-                };
+                return 0;
+            }
+            ErrorKind::MissingRequiredArgument => {
+                // LXD prints the command's help, and succeeds when no argument was given.
+                let (help, positionals) = cmd::help_for(&args_for_help);
+                print!("{help}");
+                if positionals == 0 {
+                    return 0;
+                }
+                eprintln!("Error: Invalid number of arguments");
+                return 1;
             }
             _ => {
                 eprintln!("Error: {}", clap_message(&e));
@@ -98,6 +108,10 @@ async fn run() -> i32 {
     match cmd::dispatch(&mut ctx, cli.command).await {
         Ok(()) => 0,
         Err(e) => {
+            if e.downcast_ref::<lxc_cli::ShowHelp>().is_some() {
+                print!("{}", cmd::help_for(&args_for_help).0);
+                return 0;
+            }
             if let Some(exit) = e.downcast_ref::<Exit>() {
                 if let Some(m) = &exit.message {
                     eprintln!("Error: {m}");

@@ -43,6 +43,12 @@ impl Emitter {
             out.push_str(&key);
             out.push(':');
             match v {
+                Value::Null => {
+                    // yaml.v2 writes a nil map as {} and a nil slice as []; JSON only says null.
+                    out.push(' ');
+                    out.push_str(null_for(k.as_str().unwrap_or_default()));
+                    out.push('\n');
+                }
                 Value::Mapping(sub) if !sub.is_empty() => {
                     out.push('\n');
                     self.mapping(out, sub, indent + 2);
@@ -116,6 +122,43 @@ impl Emitter {
             Plain::SingleQuoted => format!("'{}'", s.replace('\'', "''")),
             Plain::DoubleQuoted => double_quoted(s),
         }
+    }
+}
+
+/// How Go prints a null field: the keys below are maps or slices in LXD's structs.
+fn null_for(key: &str) -> &'static str {
+    const MAPS: &[&str] = &[
+        "config",
+        "devices",
+        "expanded_config",
+        "expanded_devices",
+        "network",
+        "disk",
+        "properties",
+        "resources",
+        "kernel_features",
+        "lxc_features",
+        "context",
+    ];
+    const SLICES: &[&str] = &[
+        "backups",
+        "snapshots",
+        "aliases",
+        "profiles",
+        "used_by",
+        "addresses",
+        "locations",
+        "api_extensions",
+        "auth_methods",
+        "architectures",
+        "storage_supported_drivers",
+    ];
+    if MAPS.contains(&key) {
+        "{}"
+    } else if SLICES.contains(&key) {
+        "[]"
+    } else {
+        "null"
     }
 }
 

@@ -93,6 +93,11 @@ pub fn errno_text(e: &std::io::Error) -> String {
     }
 }
 
+/// A local I/O error worded as Go words it: `open /x: no such file or directory`.
+pub fn io_error(op: &str, path: &std::path::Path, e: &std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!("{op} {}: {}", path.display(), errno_text(e))
+}
+
 /// Escape one path segment (alias names may contain `/`).
 pub fn esc(segment: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -166,7 +171,13 @@ impl Client {
     /// `GET /1.0`, cached for the life of the client (the Go client does the same).
     pub async fn server(&self) -> Result<&Server, Error> {
         self.server
-            .get_or_try_init(|| async { self.get::<Server>("/1.0").await })
+            .get_or_try_init(|| async {
+                let (resp, _) = self.query_inner(Method::GET, "/1.0", None, None).await?;
+                serde_json::from_value(resp.metadata).map_err(|e| Error::Decode {
+                    url: self.url("/1.0"),
+                    reason: e.to_string(),
+                })
+            })
             .await
     }
 
@@ -184,8 +195,28 @@ impl Client {
             .any(|e| e == name))
     }
 
+    /// Like the Go client, talk to a server only after `GET /1.0` succeeded: the first error a
+    /// user sees for an unreachable server is always that of `GET /1.0`.
+    async fn ensure_connected(&self, path: &str) -> Result<(), Error> {
+        if path == "/1.0" || self.server.initialized() {
+            return Ok(());
+        }
+        self.server().await.map(|_| ())
+    }
+
     /// Send a request and return the decoded envelope and the ETag.
     pub async fn query(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        etag: Option<&str>,
+    ) -> Result<(Response, Option<String>), Error> {
+        self.ensure_connected(path).await?;
+        self.query_inner(method, path, body, etag).await
+    }
+
+    async fn query_inner(
         &self,
         method: Method,
         path: &str,
@@ -212,10 +243,10 @@ impl Client {
     }
 
     fn send_error(&self, method: &Method, url: &str, e: reqwest::Error) -> Error {
-        if e.is_connect() {
-            if let (Some(io), Some(path)) = (find_io_error(&e), self.endpoint.socket_path()) {
-                return Error::connect(method.as_str(), url, path, io);
-            }
+        if e.is_connect()
+            && let (Some(io), Some(path)) = (find_io_error(&e), self.endpoint.socket_path())
+        {
+            return Error::connect(method.as_str(), url, path, io);
         }
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -264,6 +295,42 @@ impl Client {
         Ok((v, etag))
     }
 
+    /// `GET` an object keeping the server's key order (for `--format json|yaml`, which echo
+    /// what the server sent as LXD's client re-encodes its own identical structs).
+    pub async fn get_ordered(&self, path: &str) -> Result<yaml_serde::Value, Error> {
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            #[serde(default)]
+            metadata: yaml_serde::Value,
+        }
+        let url = self.url(path);
+        let resp = self.raw(Method::GET, path, HeaderMap::new(), None).await?;
+        let bytes = resp.bytes().await.map_err(|e| Error::Http(e.to_string()))?;
+        serde_json::from_slice::<Envelope>(&bytes)
+            .map(|e| e.metadata)
+            .map_err(|e| Error::Decode {
+                url,
+                reason: e.to_string(),
+            })
+    }
+
+    /// `GET` an object both typed and in the server's key order.
+    pub async fn get_both<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(T, yaml_serde::Value), Error> {
+        let mut raw = self.get_ordered(path).await?;
+        // An empty collection sent as null reads as an empty list.
+        if raw.is_null() {
+            raw = yaml_serde::Value::Sequence(Vec::new());
+        }
+        let typed = yaml_serde::from_value(raw.clone()).map_err(|e| Error::Decode {
+            url: self.url(path),
+            reason: e.to_string(),
+        })?;
+        Ok((typed, raw))
+    }
+
     /// A synchronous request with a JSON body; returns the envelope's metadata.
     pub async fn send<B: Serialize + ?Sized>(
         &self,
@@ -303,6 +370,7 @@ impl Client {
         headers: HeaderMap,
         body: Option<reqwest::Body>,
     ) -> Result<reqwest::Response, Error> {
+        self.ensure_connected(path).await?;
         let url = self.url(path);
         self.debug(format_args!("{method} {url} {headers:?}"));
         let mut req = self.http.request(method.clone(), &url).headers(headers);
@@ -341,6 +409,7 @@ impl Client {
 
     /// Connect a websocket to an API path (`/1.0/events`, `/1.0/operations/ID/websocket?...`).
     pub async fn websocket(&self, path: &str) -> Result<WebSocket, Error> {
+        self.ensure_connected(path).await?;
         let mut url = format!("{}{}", self.endpoint.ws_base_url(), path);
         self.add_project(&mut url);
         self.debug(format_args!("websocket {url}"));
@@ -407,15 +476,14 @@ pub(crate) fn ws_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> E
     use tokio_tungstenite::tungstenite::Error as WsErr;
     if let WsErr::Http(resp) = &e {
         // A refused upgrade carries LXD's error envelope in its body.
-        if let Some(body) = resp.body() {
-            if let Ok(r) = serde_json::from_slice::<Response>(body) {
-                if r.kind == ResponseType::Error {
-                    return Error::Status {
-                        status: resp.status().as_u16(),
-                        message: r.error,
-                    };
-                }
-            }
+        if let Some(body) = resp.body()
+            && let Ok(r) = serde_json::from_slice::<Response>(body)
+            && r.kind == ResponseType::Error
+        {
+            return Error::Status {
+                status: resp.status().as_u16(),
+                message: r.error,
+            };
         }
         return Error::Status {
             status: resp.status().as_u16(),

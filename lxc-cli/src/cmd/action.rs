@@ -61,9 +61,10 @@ pub async fn run(
     a: ActionArgs,
     req: Option<InstanceStatePut>,
 ) -> anyhow::Result<()> {
+    // LXD 5.0 sends timeout 0 for start and pause (only stop/restart have --timeout).
     let req = req.unwrap_or(InstanceStatePut {
         action: action.to_string(),
-        timeout: -1,
+        timeout: 0,
         force: false,
         stateful: false,
     });
@@ -137,17 +138,6 @@ async fn one(ctx: &Ctx, raw: &str, mut req: InstanceStatePut, single: bool) -> a
             None,
         )
         .await?;
-    let res = wait_progress(&mut op, "", ctx.global.quiet || !single).await;
-    if let Err(e) = res {
-        if req.action == "start" {
-            let pretty = if remote == ctx.conf.default_remote {
-                name.clone()
-            } else {
-                format!("{remote}:{name}")
-            };
-            bail!("{e:#}\nTry `lxc info --show-log {pretty}` for more info");
-        }
-        return Err(e);
-    }
+    wait_progress(&mut op, "", ctx.global.quiet || !single).await?;
     Ok(())
 }

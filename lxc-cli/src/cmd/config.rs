@@ -174,7 +174,14 @@ async fn show(ctx: &Ctx, name: Option<&str>, expanded: bool) -> anyhow::Result<(
         let s: InstanceSnapshot = client
             .get(&format!("{}/snapshots/{}", instance_path(inst), esc(snap)))
             .await?;
-        print_out(&output::yaml_ordered(&s, SNAPSHOT_ORDER)?);
+        // LXD 5.0 snapshots have no description; newer servers send one.
+        let mut v = serde_json::to_value(&s)?;
+        if let Some(m) = v.as_object_mut()
+            && m.get("description").and_then(|d| d.as_str()) == Some("")
+        {
+            m.remove("description");
+        }
+        print_out(&output::yaml_ordered(&v, SNAPSHOT_ORDER)?);
         return Ok(());
     }
     let (i, _) = get_instance(&client, inst).await?;
@@ -355,7 +362,7 @@ async fn edit(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<()> {
 /// What `config device` and `profile device` act on.
 #[derive(Debug)]
 enum Owner {
-    Instance(Instance, Option<String>),
+    Instance(Box<Instance>, Option<String>),
     Profile(lxd_api::Profile, Option<String>),
 }
 
@@ -368,7 +375,7 @@ impl Owner {
             Ok(Owner::Profile(p, etag))
         } else {
             let (i, etag) = get_instance(client, name).await?;
-            Ok(Owner::Instance(i, etag))
+            Ok(Owner::Instance(Box::new(i), etag))
         }
     }
 

@@ -159,11 +159,10 @@ pub async fn run(ctx: &Ctx, a: ConsoleArgs) -> anyhow::Result<()> {
             _ = detach_rx.recv() => break Ok(()),
             r = op.wait(|_| {}) => break r.map_err(anyhow::Error::from),
             Some(_) = async { match winch.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                if let (Some(c), Some((w, h))) = (control.as_mut(), term::size()) {
-                    if let Ok(t) = serde_json::to_string(&resize_message(w, h)) {
+                if let (Some(c), Some((w, h))) = (control.as_mut(), term::size())
+                    && let Ok(t) = serde_json::to_string(&resize_message(w, h)) {
                         let _ = c.send(Message::Text(t.into())).await;
                     }
-                }
             }
         }
     };
@@ -173,7 +172,9 @@ pub async fn run(ctx: &Ctx, a: ConsoleArgs) -> anyhow::Result<()> {
     input.abort();
     output.abort();
     drop(_raw);
-    print_out("\n");
+    if res.is_ok() {
+        print_out("\n");
+    }
     res
 }
 

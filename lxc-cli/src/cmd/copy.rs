@@ -113,9 +113,10 @@ fn same_server(ctx: &Ctx, a: &str, b: &str) -> anyhow::Result<bool> {
 
 pub async fn copy(ctx: &Ctx, a: CopyArgs) -> anyhow::Result<()> {
     let (src_remote, src_name) = ctx.parse_remote(&a.source)?;
+    // Without a destination LXD reuses the source name (useful between servers only).
     let (dst_remote, dst_name) = match &a.destination {
         Some(d) => ctx.parse_remote(d)?,
-        None => (src_remote.clone(), String::new()),
+        None => (src_remote.clone(), split_snapshot(&src_name).0.to_string()),
     };
     if !same_server(ctx, &src_remote, &dst_remote)? {
         bail!("Copying instances between servers is not supported yet");
@@ -126,6 +127,7 @@ pub async fn copy(ctx: &Ctx, a: CopyArgs) -> anyhow::Result<()> {
     let client = ctx.client(&src_remote)?;
     let (parent, snap) = split_snapshot(&src_name);
 
+    let mut live = false;
     let (mut req, base) = if let Some(snap) = snap {
         let s: InstanceSnapshot = client
             .get(&format!(
@@ -151,6 +153,12 @@ pub async fn copy(ctx: &Ctx, a: CopyArgs) -> anyhow::Result<()> {
     } else {
         let (inst, _) = super::get_instance(&client, parent).await?;
         let base = inst.config.get("volatile.base_image").cloned();
+        // LXD copies an active instance "live" unless --stateless.
+        live = !a.stateless
+            && !matches!(
+                lxd_api::StatusCode::from(inst.status_code),
+                lxd_api::StatusCode::Stopped | lxd_api::StatusCode::Error
+            );
         (
             InstancesPost {
                 architecture: inst.architecture,
@@ -209,6 +217,7 @@ pub async fn copy(ctx: &Ctx, a: CopyArgs) -> anyhow::Result<()> {
         base_image: base.unwrap_or_default(),
         instance_only: a.instance_only,
         refresh: a.refresh,
+        live,
         ..Default::default()
     };
     let path = match &a.target {
@@ -219,13 +228,13 @@ pub async fn copy(ctx: &Ctx, a: CopyArgs) -> anyhow::Result<()> {
         .operation(Method::POST, &path, Some(&req), None)
         .await?;
     wait_progress(&mut op, "Transferring instance: %s", ctx.global.quiet).await?;
-    if dst_name.is_empty() {
-        if let Some(url) = op.resource("instances") {
-            println!(
-                "Instance name is: {}",
-                url.rsplit('/').next().unwrap_or_default()
-            );
-        }
+    if dst_name.is_empty()
+        && let Some(url) = op.resource("instances")
+    {
+        println!(
+            "Instance name is: {}",
+            url.rsplit('/').next().unwrap_or_default()
+        );
     }
     Ok(())
 }

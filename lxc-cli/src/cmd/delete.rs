@@ -40,6 +40,10 @@ pub async fn run(ctx: &Ctx, a: DeleteArgs) -> anyhow::Result<()> {
         }
         let (inst, snap) = split_snapshot(&name);
         if let Some(snap) = snap {
+            let path = format!("{}/snapshots/{}", instance_path(inst), esc(snap));
+            if let Err(e) = client.get::<serde_json::Value>(&path).await {
+                bail!("Failed checking instance snapshot exists \"{remote}:{name}\": {e}");
+            }
             let mut op = client
                 .operation::<()>(
                     Method::DELETE,

@@ -202,15 +202,33 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<()> {
 type Task = tokio::task::JoinHandle<()>;
 
 /// fd 0 carries stdin one way and the pty's output the other; only the output is awaited.
+/// Once the server has sent its end-of-stream, we close our side too: LXD's server keeps the
+/// operation running until both directions of the mirror are finished.
 fn interactive_io(ws0: WebSocket) -> Vec<Task> {
-    let (mut sink, mut stream) = ws0.split();
+    let (sink, mut stream) = ws0.split();
+    let sink = std::sync::Arc::new(tokio::sync::Mutex::new(sink));
+    let input = sink.clone();
     tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
-        let _ = ws::reader_to_ws(&mut stdin, &mut sink).await;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let msg = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]));
+            if input.lock().await.send(msg).await.is_err() {
+                return;
+            }
+        }
+        let _ = input.lock().await.send(ws::eof_message()).await;
     });
     vec![tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         let _ = ws::ws_to_writer(&mut stream, &mut stdout).await;
+        let mut s = sink.lock().await;
+        let _ = s.send(ws::eof_message()).await;
+        let _ = s.close().await;
     })]
 }
 
@@ -240,6 +258,7 @@ async fn non_interactive_io(
         tasks.push(tokio::spawn(async move {
             let mut out = tokio::io::stdout();
             let _ = ws::ws_to_writer(&mut ws1, &mut out).await;
+            let _ = ws1.close(None).await;
         }));
     }
     if let Some(secret) = fds.get("2") {
@@ -247,6 +266,7 @@ async fn non_interactive_io(
         tasks.push(tokio::spawn(async move {
             let mut err = tokio::io::stderr();
             let _ = ws::ws_to_writer(&mut ws2, &mut err).await;
+            let _ = ws2.close(None).await;
         }));
     }
     Ok(tasks)

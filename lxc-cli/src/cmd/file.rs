@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::instance_path;
-use crate::client::{Client, esc_query, headers};
+use crate::client::{Client, esc_query, headers, io_error};
 use crate::parse::{base_name, clean_path, split_instance_path};
 use crate::term::Progress;
 use crate::{Ctx, output};
@@ -196,7 +196,7 @@ fn progress_body(file: tokio::fs::File, len: u64, progress: Arc<Mutex<Progress>>
     let stream = tokio_util::io::ReaderStream::new(file).map(move |chunk| {
         if let Ok(c) = &chunk {
             sent += c.len() as u64;
-            let pct = if len > 0 { sent * 100 / len } else { 100 };
+            let pct = (sent * 100).checked_div(len).unwrap_or(100);
             let speed = speed(sent, start);
             if let Ok(mut p) = progress.lock() {
                 p.update(&format!("{pct}% ({}/s)", output::byte_size(speed, 2)));
@@ -258,10 +258,10 @@ async fn pull(ctx: &Ctx, args: &[String], mkdir: bool, recursive: bool) -> anyho
             if target_arg.ends_with('/') || sources.len() > 1 {
                 mkdir_all(&target)?;
                 target_is_dir = true;
-            } else if mkdir {
-                if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    mkdir_all(parent)?;
-                }
+            } else if mkdir
+                && let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty())
+            {
+                mkdir_all(parent)?;
             }
         }
         Err(e) => return Err(e).with_context(|| format!("Failed to stat {}", target.display())),
@@ -369,7 +369,7 @@ async fn write_file(
     }
     let mut f = tokio::fs::File::create(target)
         .await
-        .with_context(|| format!("Failed to create {}", target.display()))?;
+        .map_err(|e| io_error("open", target, &e))?;
     std::fs::set_permissions(target, std::fs::Permissions::from_mode(info.mode & 0o7777))
         .with_context(|| format!("Failed to chmod {}", target.display()))?;
     let mut progress = Progress::new(
@@ -457,7 +457,7 @@ async fn push(ctx: &Ctx, a: &PushArgs, edit: bool) -> anyhow::Result<()> {
         }
         if a.create_dirs {
             let m = std::fs::metadata(&sources[0])
-                .with_context(|| format!("Failed to stat {}", sources[0]))?;
+                .map_err(|e| io_error("stat", Path::new(&sources[0]), &e))?;
             mkdir_p(
                 &client,
                 inst,
@@ -481,7 +481,7 @@ async fn push(ctx: &Ctx, a: &PushArgs, edit: bool) -> anyhow::Result<()> {
         let local = if s == "-" { "/dev/stdin" } else { s.as_str() };
         let file = tokio::fs::File::open(local)
             .await
-            .with_context(|| format!("Failed to open {local}"))?;
+            .map_err(|e| io_error("open", Path::new(local), &e))?;
         let meta = file.metadata().await?;
         let fpath = if target_is_dir {
             format!("{}/{}", target_path.trim_end_matches('/'), base_name(local))
@@ -637,7 +637,7 @@ async fn push_tree(
             h.kind = "file".into();
             let file = tokio::fs::File::open(&p)
                 .await
-                .with_context(|| format!("Failed to open {}", p.display()))?;
+                .map_err(|e| io_error("open", &p, &e))?;
             let progress = Arc::new(Mutex::new(Progress::new(
                 &format!("Pushing {ps} to {target_path}: %s"),
                 ctx.global.quiet,

@@ -418,7 +418,7 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
                 source: Some(ImagesPostSource {
                     kind: "image".into(),
                     mode: "pull".into(),
-                    server: src.addr.clone(),
+                    server: src.addr.trim_end_matches('/').to_string(),
                     protocol: "simplestreams".into(),
                     // LXD sends the alias itself as the fingerprint so that auto-update works.
                     fingerprint: name.clone(),
@@ -438,14 +438,18 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
                     .collect(),
                 ..Default::default()
             };
+            let wrap = |e: anyhow::Error| anyhow::anyhow!("Failed remote image download: {e:#}");
             let mut op = client
                 .operation(Method::POST, "/1.0/images", Some(&body), None)
-                .await?;
-            wait_progress(&mut op, "Copying the image: %s", quiet).await?;
-            if !client.has_extension("image_create_aliases").await? {
-                if let Some(fp) = op.op.metadata.get("fingerprint").and_then(|f| f.as_str()) {
-                    ensure_aliases(&client, &aliases, fp).await;
-                }
+                .await
+                .map_err(|e| wrap(e.into()))?;
+            wait_progress(&mut op, "Copying the image: %s", quiet)
+                .await
+                .map_err(wrap)?;
+            if !client.has_extension("image_create_aliases").await?
+                && let Some(fp) = op.op.metadata.get("fingerprint").and_then(|f| f.as_str())
+            {
+                ensure_aliases(&client, &aliases, fp).await;
             }
             if !quiet {
                 println!("Image copied successfully!");
@@ -477,7 +481,11 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
             let path = image_path(&img.fingerprint);
             let (client, path, etag) = (&client, &path, etag.as_deref());
             editor::edit_yaml(EDIT_HEADER, &current, |text| async move {
-                let put: ImagePut = editor::parse_yaml(&text)?;
+                let mut put: ImagePut = editor::parse_yaml(&text)?;
+                // Go decodes a missing expiry as the zero time; LXD rejects an empty string.
+                if put.expires_at.is_empty() {
+                    put.expires_at = lxd_api::ZERO_TIME.into();
+                }
                 client.send(Method::PUT, path, Some(&put), etag).await?;
                 Ok(())
             })
@@ -509,18 +517,19 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
             let format = super::format(&format)?;
             let mut remote = ctx.conf.default_remote.clone();
             let mut filters = filters;
-            if let Some(first) = filters.first().cloned() {
-                if first.contains(':') && !first.contains('=') {
-                    let (r, name) = ctx.parse_remote(&first)?;
-                    remote = r;
-                    filters.remove(0);
-                    if !name.is_empty() {
-                        filters.push(name);
-                    }
+            if let Some(first) = filters.first().cloned()
+                && first.contains(':')
+                && !first.contains('=')
+            {
+                let (r, name) = ctx.parse_remote(&first)?;
+                remote = r;
+                filters.remove(0);
+                if !name.is_empty() {
+                    filters.push(name);
                 }
             }
             let (client, _) = image_client(ctx, &format!("{remote}:"))?;
-            let images: Vec<Image> = client.get("/1.0/images?recursion=1").await?;
+            let (images, raw): (Vec<Image>, _) = client.get_both("/1.0/images?recursion=1").await?;
             let cols: Vec<char> = columns.chars().filter(|c| *c != ',').collect();
             let kept: Vec<Image> = images
                 .into_iter()
@@ -536,7 +545,9 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
             }
             output::sort_rows(&mut rows);
             let header: Vec<&str> = cols.iter().map(|c| image_header(*c)).collect();
-            print_out(&output::render(format, &header, &rows, &kept)?);
+            let fps: Vec<&str> = kept.iter().map(|i| i.fingerprint.as_str()).collect();
+            let raw = super::filter_raw(&raw, "fingerprint", &fps);
+            print_out(&output::render(format, &header, &rows, &raw)?);
             Ok(())
         }
         ImageCmd::Refresh { images } => {
@@ -607,6 +618,9 @@ async fn set_property(ctx: &Ctx, image: &str, f: impl FnOnce(&mut ImagePut)) -> 
         profiles: img.profiles,
     };
     f(&mut put);
+    if put.expires_at.is_empty() {
+        put.expires_at = lxd_api::ZERO_TIME.into();
+    }
     client
         .send(
             Method::PUT,
@@ -804,11 +818,11 @@ async fn import(
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 let n = sent.lock().map(|s| *s).unwrap_or(0);
-                let pct = if total > 0 { n * 100 / total } else { 100 };
+                let pct = (n * 100).checked_div(total).unwrap_or(100);
                 let secs = start.elapsed().as_secs_f64().max(0.001);
                 if let Ok(mut p) = progress.lock() {
                     p.update(&format!(
-                        "Upload: {pct}% ({}/s)",
+                        "{pct}% ({}/s)",
                         output::byte_size((n as f64 / secs) as i64, 2)
                     ));
                 }
@@ -892,6 +906,16 @@ async fn export(ctx: &Ctx, image: &str, target: Option<&str>) -> anyhow::Result<
         .to_string();
 
     let mut progress = Progress::new("Exporting the image: %s", ctx.global.quiet);
+    let length = resp.content_length().unwrap_or(0);
+    let start = Instant::now();
+    let status = move |total: u64| {
+        let secs = start.elapsed().as_secs_f64().max(0.001);
+        let speed = output::byte_size((total as f64 / secs) as i64, 2);
+        match (total * 100).checked_div(length) {
+            Some(pct) => format!("{pct}% ({speed}/s)"),
+            None => format!("{} ({speed}/s)", output::byte_size(total as i64, 2)),
+        }
+    };
     let mut hasher = sha2::Sha256::new();
     let mut meta_name = String::new();
     let mut rootfs_name = String::new();
@@ -922,7 +946,7 @@ async fn export(ctx: &Ctx, image: &str, target: Option<&str>) -> anyhow::Result<
                     use std::io::Write;
                     hasher.update(d);
                     total += d.len() as u64;
-                    progress.update(&output::byte_size(total as i64, 2));
+                    progress.update(&status(total));
                     let f = if *current.borrow() == "metadata" {
                         &mut meta_f
                     } else {
@@ -946,7 +970,7 @@ async fn export(ctx: &Ctx, image: &str, target: Option<&str>) -> anyhow::Result<
                 let chunk = chunk?;
                 hasher.update(&chunk);
                 total += chunk.len() as u64;
-                progress.update(&output::byte_size(total as i64, 2));
+                progress.update(&status(total));
                 f.write_all(&chunk).await?;
             }
             f.flush().await?;
@@ -977,10 +1001,11 @@ async fn export(ctx: &Ctx, image: &str, target: Option<&str>) -> anyhow::Result<
         if rootfs_size > 0 && !rootfs_name.is_empty() {
             std::fs::rename(&target_rootfs, dir.join(&rootfs_name))?;
         }
-    } else if rootfs_size == 0 && !meta_name.is_empty() {
-        if let Some((_, ext)) = meta_name.split_once('.') {
-            std::fs::rename(&target_meta, format!("{}.{ext}", target_meta.display()))?;
-        }
+    } else if rootfs_size == 0
+        && !meta_name.is_empty()
+        && let Some((_, ext)) = meta_name.split_once('.')
+    {
+        std::fs::rename(&target_meta, format!("{}.{ext}", target_meta.display()))?;
     }
     progress.done("Image exported successfully!");
     Ok(())
@@ -1018,11 +1043,11 @@ async fn alias(ctx: &Ctx, cmd: AliasCmd) -> anyhow::Result<()> {
             let format = super::format(&format)?;
             let mut remote = ctx.conf.default_remote.clone();
             let mut filters = filters;
-            if let Some(first) = filters.first().cloned() {
-                if first.contains(':') {
-                    remote = ctx.parse_remote(&first)?.0;
-                    filters.remove(0);
-                }
+            if let Some(first) = filters.first().cloned()
+                && first.contains(':')
+            {
+                remote = ctx.parse_remote(&first)?.0;
+                filters.remove(0);
             }
             let (client, _) = image_client(ctx, &format!("{remote}:"))?;
             let list: Vec<ImageAliasesEntry> =

@@ -33,7 +33,9 @@ pub async fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<()> {
             bail!("The server doesn't implement the newer v2 resources API");
         }
         let server: Server = client.get("/1.0").await?;
-        print_out(&output::yaml(&server)?);
+        let mut v = yaml_serde::to_value(&server)?;
+        lowercase_driver_keys(&mut v);
+        print_out(&output::yaml(&v)?);
         return Ok(());
     }
     if a.target.is_some() {
@@ -59,6 +61,26 @@ pub async fn run(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<()> {
         print_out(&format!("\nLog:\n\n{}\n", String::from_utf8_lossy(&body)));
     }
     Ok(())
+}
+
+/// yaml.v2 lower-cases the fields of LXD's untagged `ServerStorageDriverInfo`.
+fn lowercase_driver_keys(v: &mut yaml_serde::Value) {
+    let drivers = v
+        .get_mut("environment")
+        .and_then(|e| e.get_mut("storage_supported_drivers"))
+        .and_then(|d| d.as_sequence_mut());
+    for d in drivers.into_iter().flatten() {
+        if let yaml_serde::Value::Mapping(m) = d {
+            let lowered: yaml_serde::Mapping = std::mem::take(m)
+                .into_iter()
+                .map(|(k, v)| {
+                    let key = k.as_str().map(str::to_lowercase).unwrap_or_default();
+                    (yaml_serde::Value::from(key), v)
+                })
+                .collect();
+            *m = lowered;
+        }
+    }
 }
 
 /// The full instance: `?recursion=1` when the server has `instance_get_full`, else assembled.

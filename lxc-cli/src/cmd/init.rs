@@ -74,12 +74,14 @@ pub async fn resolve_image(
             source: InstanceSource {
                 kind: "image".into(),
                 mode: "pull".into(),
-                server: r.addr.clone(),
+                // The Go simplestreams client trims the trailing slash of the remote URL.
+                server: r.addr.trim_end_matches('/').to_string(),
                 protocol: "simplestreams".into(),
                 alias: image.to_string(),
                 ..Default::default()
             },
-            kind: String::new(),
+            // LXD 5.0 asks for a container unless --vm.
+            kind: "container".into(),
         });
     }
     if !same_server {
@@ -129,6 +131,10 @@ pub async fn run(ctx: &Ctx, a: InitArgs, launch: bool) -> anyhow::Result<()> {
         Some(n) => ctx.parse_remote(n)?,
         None => (ctx.conf.default_remote.clone(), String::new()),
     };
+    let image_ref = image_arg
+        .as_deref()
+        .map(|img| ctx.parse_remote(img))
+        .transpose()?;
     if !ctx.global.quiet {
         if name.is_empty() {
             println!("Creating the instance");
@@ -144,19 +150,23 @@ pub async fn run(ctx: &Ctx, a: InitArgs, launch: bool) -> anyhow::Result<()> {
         config.insert(k, v);
     }
     let mut devices = lxd_api::DevicesMap::new();
+    if let Some(net) = &a.network {
+        let n: lxd_api::network::Network = client
+            .get(&format!("/1.0/networks/{}", esc(net)))
+            .await
+            .map_err(|e| anyhow::anyhow!("Failed loading network {net:?}: {e}"))?;
+        devices.insert("eth0".into(), nic_for(&n, net));
+    }
     if let Some(pool) = &a.storage {
+        client
+            .get::<serde_json::Value>(&format!("/1.0/storage-pools/{}", esc(pool)))
+            .await
+            .map_err(|e| anyhow::anyhow!("Failed loading storage pool {pool:?}: {e}"))?;
         let mut d = ConfigMap::new();
         d.insert("type".into(), "disk".into());
         d.insert("path".into(), "/".into());
         d.insert("pool".into(), pool.clone());
         devices.insert("root".into(), d);
-    }
-    if let Some(net) = &a.network {
-        let mut d = ConfigMap::new();
-        d.insert("type".into(), "nic".into());
-        d.insert("name".into(), "eth0".into());
-        d.insert("network".into(), net.clone());
-        devices.insert("eth0".into(), d);
     }
     let profiles = if a.no_profiles {
         Some(vec![])
@@ -166,7 +176,7 @@ pub async fn run(ctx: &Ctx, a: InitArgs, launch: bool) -> anyhow::Result<()> {
         Some(a.profiles.clone())
     };
 
-    let (source, mut kind) = match &image_arg {
+    let (source, mut kind) = match &image_ref {
         None => (
             InstanceSource {
                 kind: "none".into(),
@@ -174,10 +184,9 @@ pub async fn run(ctx: &Ctx, a: InitArgs, launch: bool) -> anyhow::Result<()> {
             },
             "container".to_string(),
         ),
-        Some(img) => {
-            let (iremote, image) = ctx.parse_remote(img)?;
-            let same = iremote == remote || ctx.remote(&iremote)?.addr == ctx.remote(&remote)?.addr;
-            let s = resolve_image(ctx, &client, &iremote, &image, same).await?;
+        Some((iremote, image)) => {
+            let same = *iremote == remote || ctx.remote(iremote)?.addr == ctx.remote(&remote)?.addr;
+            let s = resolve_image(ctx, &client, iremote, image, same).await?;
             (s.source, s.kind)
         }
     };
@@ -199,10 +208,22 @@ pub async fn run(ctx: &Ctx, a: InitArgs, launch: bool) -> anyhow::Result<()> {
         Some(t) => format!("/1.0/instances?target={}", esc(t)),
         None => "/1.0/instances".to_string(),
     };
+    // LXD's client words failures of server-side image pulls this way (`tryCreateInstance`).
+    let pull = req.source.mode == "pull";
+    let wrap = |e: anyhow::Error| {
+        if pull {
+            anyhow::anyhow!("Failed instance creation: {e:#}")
+        } else {
+            e
+        }
+    };
     let mut op = client
         .operation(Method::POST, &path, Some(&req), None)
-        .await?;
-    wait_progress(&mut op, "Retrieving image: %s", ctx.global.quiet).await?;
+        .await
+        .map_err(|e| wrap(e.into()))?;
+    wait_progress(&mut op, "Retrieving image: %s", ctx.global.quiet)
+        .await
+        .map_err(wrap)?;
 
     let name = if name.is_empty() {
         let url = op
@@ -237,15 +258,36 @@ pub async fn run(ctx: &Ctx, a: InitArgs, launch: bool) -> anyhow::Result<()> {
             )
             .await?;
         if let Err(e) = wait_progress(&mut op, "", ctx.global.quiet).await {
-            let pretty = if remote == ctx.conf.default_remote {
-                name.clone()
-            } else {
+            // LXD names the remote whenever the instance name was given.
+            let pretty = if name_arg.is_some() {
                 format!("{remote}:{name}")
+            } else {
+                name.clone()
             };
             bail!("{e:#}\nTry `lxc info --show-log {pretty}` for more info");
         }
     }
     Ok(())
+}
+
+/// The `eth0` of `--network`: `network=` for a managed network, else a macvlan (or bridged,
+/// for an unmanaged bridge) NIC on the host interface, as LXD's `init` builds it.
+fn nic_for(n: &lxd_api::network::Network, name: &str) -> ConfigMap {
+    let mut d = ConfigMap::new();
+    d.insert("name".into(), "eth0".into());
+    d.insert("type".into(), "nic".into());
+    if n.managed {
+        d.insert("network".into(), n.name.clone());
+    } else {
+        let nictype = if n.kind == "bridge" {
+            "bridged"
+        } else {
+            "macvlan"
+        };
+        d.insert("nictype".into(), nictype.into());
+        d.insert("parent".into(), name.into());
+    }
+    d
 }
 
 /// LXD's hint when the new instance has no NIC at all.

@@ -290,8 +290,8 @@ pub fn cell(col: &Column, i: &InstanceFull) -> String {
                 .get("volatile.base_image")
                 .cloned()
                 .unwrap_or_default();
-            if col.data == Data::BaseImage && v.len() >= 12 {
-                v[..12].to_string()
+            if col.data == Data::BaseImage {
+                v.chars().take(12).collect()
             } else {
                 v
             }
@@ -512,6 +512,29 @@ pub fn rows(
     (rows, kept)
 }
 
+/// Plain instances as LXD prints them from its `InstanceFull` struct: with null
+/// `backups`, `state` and `snapshots` after the instance's own fields.
+fn with_full_keys(raw: yaml_serde::Value) -> yaml_serde::Value {
+    let yaml_serde::Value::Sequence(items) = raw else {
+        return raw;
+    };
+    yaml_serde::Value::Sequence(
+        items
+            .into_iter()
+            .map(|mut i| {
+                if let yaml_serde::Value::Mapping(m) = &mut i {
+                    for k in ["backups", "state", "snapshots"] {
+                        if !m.contains_key(k) {
+                            m.insert(k.into(), yaml_serde::Value::Null);
+                        }
+                    }
+                }
+                i
+            })
+            .collect(),
+    )
+}
+
 pub async fn run(ctx: &Ctx, a: ListArgs) -> anyhow::Result<()> {
     let format: Format = super::format(&a.format)?;
     if !ctx.global.project.is_empty() && a.all_projects {
@@ -519,14 +542,15 @@ pub async fn run(ctx: &Ctx, a: ListArgs) -> anyhow::Result<()> {
     }
     let mut remote = ctx.conf.default_remote.clone();
     let mut filters = a.filters.clone();
-    if let Some(first) = a.filters.first() {
-        if first.contains(':') && !first.contains('=') {
-            let (r, name) = ctx.parse_remote(first)?;
-            remote = r;
-            filters.remove(0);
-            if !name.is_empty() {
-                filters.push(name);
-            }
+    if let Some(first) = a.filters.first()
+        && first.contains(':')
+        && !first.contains('=')
+    {
+        let (r, name) = ctx.parse_remote(first)?;
+        remote = r;
+        filters.remove(0);
+        if !name.is_empty() {
+            filters.push(name);
         }
     }
     let client = ctx.client(&remote)?;
@@ -541,13 +565,13 @@ pub async fn run(ctx: &Ctx, a: ListArgs) -> anyhow::Result<()> {
         ""
     };
 
-    let instances: Vec<InstanceFull> = if needs_data && full {
+    let (instances, raw): (Vec<InstanceFull>, yaml_serde::Value) = if needs_data && full {
         client
-            .get(&format!("/1.0/instances?recursion=2{all}"))
+            .get_both(&format!("/1.0/instances?recursion=2{all}"))
             .await?
     } else {
-        let list: Vec<lxd_api::Instance> = client
-            .get(&format!("/1.0/instances?recursion=1{all}"))
+        let (list, raw): (Vec<lxd_api::Instance>, _) = client
+            .get_both(&format!("/1.0/instances?recursion=1{all}"))
             .await?;
         let mut out = Vec::new();
         for inst in list {
@@ -569,12 +593,20 @@ pub async fn run(ctx: &Ctx, a: ListArgs) -> anyhow::Result<()> {
             }
             out.push(f);
         }
-        out
+        // Without full data LXD prints its assembled InstanceFull objects.
+        let raw = if needs_data {
+            yaml_serde::to_value(&out)?
+        } else {
+            with_full_keys(raw)
+        };
+        (out, raw)
     };
 
     let (rows, kept) = rows(instances, &filters, &columns);
+    let names: Vec<&str> = kept.iter().map(|i| i.instance.name.as_str()).collect();
+    let raw = super::filter_raw(&raw, "name", &names);
     let header: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-    print_out(&output::render(format, &header, &rows, &kept)?);
+    print_out(&output::render(format, &header, &rows, &raw)?);
     Ok(())
 }
 

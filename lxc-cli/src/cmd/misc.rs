@@ -20,17 +20,12 @@ pub struct VersionArgs {
 }
 
 pub async fn version(ctx: &Ctx, a: VersionArgs) -> anyhow::Result<()> {
-    let raw = a.remote.unwrap_or_default();
-    let remote = if raw.is_empty() {
-        ctx.conf.default_remote.clone()
-    } else {
-        let Some(r) = raw.strip_suffix(':') else {
-            bail!("Remote {raw} doesn't exist");
-        };
-        r.to_string()
-    };
     println!("Client version: {CLIENT_VERSION}");
-    let server = match ctx.client(&remote) {
+    // An unknown remote is reported as an unreachable server, as LXD does.
+    let server = match ctx
+        .parse_remote(a.remote.as_deref().unwrap_or(""))
+        .and_then(|(remote, _)| ctx.client(&remote))
+    {
         Ok(c) => c
             .server()
             .await
@@ -144,8 +139,8 @@ pub async fn project(ctx: &Ctx, cmd: ProjectCmd) -> anyhow::Result<()> {
             let format = super::format(&format)?;
             let (remote, _) = ctx.parse_remote(remote.as_deref().unwrap_or(""))?;
             let client = ctx.client(&remote)?;
-            let projects: Vec<lxd_api::project::Project> =
-                client.get("/1.0/projects?recursion=1").await?;
+            let (projects, raw): (Vec<lxd_api::project::Project>, _) =
+                client.get_both("/1.0/projects?recursion=1").await?;
             let current = client.project().to_string();
             let yes = |p: &lxd_api::project::Project, k: &str| {
                 output::yes_no(matches!(
@@ -185,7 +180,7 @@ pub async fn project(ctx: &Ctx, cmd: ProjectCmd) -> anyhow::Result<()> {
                     "USED BY",
                 ],
                 &rows,
-                &projects,
+                &raw,
             )?);
         }
         ProjectCmd::Show { name } => {
@@ -263,9 +258,14 @@ pub async fn operation(ctx: &Ctx, cmd: OperationCmd) -> anyhow::Result<()> {
             let format = super::format(&format)?;
             let (remote, _) = ctx.parse_remote(remote.as_deref().unwrap_or(""))?;
             let client = ctx.client(&remote)?;
-            let by_status: BTreeMap<String, Vec<Operation>> =
+            let by_status: Option<BTreeMap<String, Option<Vec<Operation>>>> =
                 client.get("/1.0/operations?recursion=1").await?;
-            let ops: Vec<Operation> = by_status.into_values().flatten().collect();
+            let ops: Vec<Operation> = by_status
+                .unwrap_or_default()
+                .into_values()
+                .flatten()
+                .flatten()
+                .collect();
             let rows = operation_rows(&ops);
             print_out(&output::render(
                 format,
@@ -425,15 +425,14 @@ pub async fn first_run(ctx: &Ctx, cmd: &Command) {
         return;
     }
     let mut flush = false;
-    if let Ok(client) = ctx.client(crate::config::DEFAULT_REMOTE) {
-        if let Ok(server) = client.server().await {
-            if server.environment.storage.is_empty() {
-                eprintln!(
-                    "If this is your first time running LXD on this machine, you should also run: lxd init"
-                );
-                flush = true;
-            }
-        }
+    if let Ok(client) = ctx.client(crate::config::DEFAULT_REMOTE)
+        && let Ok(server) = client.server().await
+        && server.environment.storage.is_empty()
+    {
+        eprintln!(
+            "If this is your first time running LXD on this machine, you should also run: lxd init"
+        );
+        flush = true;
     }
     if !matches!(cmd, Command::Init(_) | Command::Launch(_)) {
         eprintln!(
@@ -443,5 +442,47 @@ pub async fn first_run(ctx: &Ctx, cmd: &Command) {
     }
     if flush {
         eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_list_matches_lxd() {
+        // From `lxc operation list --format csv` on LXD 5.0.2.
+        let op: Operation = serde_json::from_value(serde_json::json!({
+            "id": "9181f571-54e5-4ce0-9a38-dc2a2dc49bb9", "class": "task",
+            "description": "Updating instance", "created_at": "2026-11-27T23:20:02.1Z",
+            "status": "Success", "status_code": 200, "may_cancel": false
+        }))
+        .unwrap();
+        assert_eq!(
+            output::csv(&operation_rows(&[op])),
+            "9181f571-54e5-4ce0-9a38-dc2a2dc49bb9,TASK,Updating instance,SUCCESS,NO,2026/11/27 23:20 UTC\n"
+        );
+    }
+
+    #[test]
+    fn monitor_events_render_like_lxd() {
+        let ev: lxd_api::Event = serde_json::from_value(serde_json::json!({
+            "type": "lifecycle", "timestamp": "2026-11-27T23:20:02.14137336Z",
+            "metadata": {"action": "instance-updated", "source": "/1.0/instances/c1"},
+            "location": "none", "project": "default"
+        }))
+        .unwrap();
+        assert_eq!(
+            render_event(&ev, "yaml").unwrap(),
+            "location: none\nmetadata:\n  action: instance-updated\n  source: /1.0/instances/c1\nproject: default\ntimestamp: \"2026-11-27T23:20:02.14137336Z\"\ntype: lifecycle\n\n\n"
+        );
+    }
+
+    #[test]
+    fn query_output_uses_tabs() {
+        assert_eq!(
+            json_tabs(&serde_json::json!(["/1.0/instances/c1"])).unwrap(),
+            "[\n\t\"/1.0/instances/c1\"\n]"
+        );
     }
 }

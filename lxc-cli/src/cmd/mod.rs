@@ -131,6 +131,32 @@ pub enum Command {
     Version(misc::VersionArgs),
 }
 
+/// The help text of the (sub)command named by `args`, and how many positional arguments
+/// follow it (flags are skipped).
+pub fn help_for(args: &[String]) -> (String, usize) {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut path = String::from("lxc");
+    let mut positionals = 0;
+    for a in args {
+        if a.starts_with('-') {
+            continue;
+        }
+        let next = cmd
+            .get_subcommands()
+            .find(|c| c.get_name() == a || c.get_all_aliases().any(|al| al == a))
+            .cloned();
+        match next {
+            Some(c) if positionals == 0 => {
+                path = format!("{path} {}", c.get_name());
+                cmd = c.bin_name(path.clone());
+            }
+            _ => positionals += 1,
+        }
+    }
+    (cmd.render_help().to_string(), positionals)
+}
+
 /// Run one parsed command.
 pub async fn dispatch(ctx: &mut Ctx, cmd: Command) -> anyhow::Result<()> {
     match cmd {
@@ -197,6 +223,9 @@ pub async fn wait(op: &mut RemoteOperation<'_>) -> anyhow::Result<()> {
 
 /// Fail with LXD's message when an argument list has the wrong length.
 pub fn check_args(args: &[String], min: usize, max: Option<usize>) -> anyhow::Result<()> {
+    if args.is_empty() && min > 0 {
+        return Err(crate::ShowHelp.into());
+    }
     if args.len() < min || max.is_some_and(|m| args.len() > m) {
         anyhow::bail!("Invalid number of arguments");
     }
@@ -214,6 +243,24 @@ pub fn print_out(s: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(s.as_bytes());
     let _ = out.flush();
+}
+
+/// The items of a raw (server-ordered) list whose `key` field is in `keep`, for json/yaml output.
+pub fn filter_raw(raw: &yaml_serde::Value, key: &str, keep: &[&str]) -> yaml_serde::Value {
+    match raw {
+        yaml_serde::Value::Sequence(items) => yaml_serde::Value::Sequence(
+            items
+                .iter()
+                .filter(|i| {
+                    i.get(key)
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|v| keep.contains(&v))
+                })
+                .cloned()
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// A `GET` of an instance with its ETag.

@@ -159,8 +159,20 @@ struct Lease {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
+struct NetworkStateBridge {
+    id: String,
+    stp: bool,
+    forward_delay: u64,
+    vlan_default: u64,
+    vlan_filtering: bool,
+    upper_devices: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct NetworkState {
     addresses: Vec<NetworkStateAddress>,
+    bridge: Option<NetworkStateBridge>,
     counters: lxd_api::instance::InstanceStateNetworkCounters,
     hwaddr: String,
     mtu: i64,
@@ -398,13 +410,30 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
                 c.packets_received,
                 c.packets_sent
             ));
+            if let Some(b) = &s.bridge {
+                out.push_str(&format!(
+                    "\nBridge:\n  ID: {}\n  STP: {}\n  Forward delay: {}\n  Default VLAN ID: {}\n  VLAN filtering: {}\n  Upper devices: {}\n",
+                    b.id,
+                    b.stp,
+                    b.forward_delay,
+                    b.vlan_default,
+                    b.vlan_filtering,
+                    b.upper_devices.join(", ")
+                ));
+            }
             print_out(&out);
         }
         NetworkCmd::List { remote, format } => {
             let format = super::format(&format)?;
             let (remote, _) = ctx.parse_remote(remote.as_deref().unwrap_or(""))?;
             let client = ctx.client(&remote)?;
-            let nets: Vec<Network> = client.get("/1.0/networks?recursion=1").await?;
+            let (nets, raw): (Vec<Network>, _) =
+                client.get_both("/1.0/networks?recursion=1").await?;
+            // LXD's table leaves out loopback and unknown interfaces (json/yaml keep them).
+            let nets: Vec<Network> = nets
+                .into_iter()
+                .filter(|n| n.kind != "loopback" && n.kind != "unknown")
+                .collect();
             let mut rows: Vec<Vec<String>> = nets
                 .iter()
                 .map(|n| {
@@ -435,7 +464,7 @@ pub async fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
                     "STATE",
                 ],
                 &rows,
-                &nets,
+                &raw,
             )?);
         }
         NetworkCmd::ListLeases { network, format } => {

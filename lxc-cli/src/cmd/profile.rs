@@ -159,9 +159,7 @@ pub async fn run(ctx: &Ctx, cmd: ProfileCmd) -> anyhow::Result<()> {
             let (client, name) = ctx.client_for(&instance)?;
             let (inst, etag) = get_instance(&client, &name).await?;
             let mut put = writable(&inst);
-            if put.profiles.contains(&profile) {
-                bail!("Profile {profile} is already applied to {name}");
-            }
+            // A duplicate is left for the server to refuse, as LXD's client does.
             put.profiles.push(profile.clone());
             put_instance(&client, &name, &put, etag.as_deref()).await?;
             if !quiet {
@@ -270,7 +268,8 @@ pub async fn run(ctx: &Ctx, cmd: ProfileCmd) -> anyhow::Result<()> {
             let format = super::format(&format)?;
             let (remote, _) = ctx.parse_remote(remote.as_deref().unwrap_or(""))?;
             let client = ctx.client(&remote)?;
-            let profiles: Vec<Profile> = client.get("/1.0/profiles?recursion=1").await?;
+            let (profiles, raw): (Vec<Profile>, _) =
+                client.get_both("/1.0/profiles?recursion=1").await?;
             let mut rows: Vec<Vec<String>> = profiles
                 .iter()
                 .map(|p| {
@@ -286,7 +285,7 @@ pub async fn run(ctx: &Ctx, cmd: ProfileCmd) -> anyhow::Result<()> {
                 format,
                 &["NAME", "DESCRIPTION", "USED BY"],
                 &rows,
-                &profiles,
+                &raw,
             )?);
         }
         ProfileCmd::Rename { old, new } => {

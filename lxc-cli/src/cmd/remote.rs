@@ -149,6 +149,9 @@ pub async fn run(ctx: &mut Ctx, cmd: RemoteCmd) -> anyhow::Result<()> {
                 global: false,
             };
             if protocol == "simplestreams" {
+                if !addr.starts_with("https://") {
+                    bail!("Only https URLs are supported for simplestreams");
+                }
                 remote.project = String::new();
             } else if addr.starts_with("unix:") {
                 remote.public = public;

@@ -353,7 +353,8 @@ pub async fn run(ctx: &Ctx, cmd: StorageCmd) -> anyhow::Result<()> {
             let format = super::format(&format)?;
             let (remote, _) = ctx.parse_remote(remote.as_deref().unwrap_or(""))?;
             let client = ctx.client(&remote)?;
-            let pools: Vec<StoragePool> = client.get("/1.0/storage-pools?recursion=1").await?;
+            let (pools, raw): (Vec<StoragePool>, _) =
+                client.get_both("/1.0/storage-pools?recursion=1").await?;
             let mut rows: Vec<Vec<String>> = pools
                 .iter()
                 .map(|p| {
@@ -379,7 +380,7 @@ pub async fn run(ctx: &Ctx, cmd: StorageCmd) -> anyhow::Result<()> {
                     "STATE",
                 ],
                 &rows,
-                &pools,
+                &raw,
             )?);
         }
         StorageCmd::Set { pool, args } => {
@@ -498,8 +499,8 @@ async fn volume(ctx: &Ctx, cmd: VolumeCmd) -> anyhow::Result<()> {
         VolumeCmd::List { pool, format } => {
             let format = super::format(&format)?;
             let (client, pool) = ctx.client_for(&pool)?;
-            let vols: Vec<StorageVolume> = client
-                .get(&format!("{}/volumes?recursion=1", pool_path(&pool)))
+            let (vols, raw): (Vec<StorageVolume>, _) = client
+                .get_both(&format!("{}/volumes?recursion=1", pool_path(&pool)))
                 .await?;
             let mut rows: Vec<Vec<String>> = vols
                 .iter()
@@ -523,7 +524,7 @@ async fn volume(ctx: &Ctx, cmd: VolumeCmd) -> anyhow::Result<()> {
                 format,
                 &["TYPE", "NAME", "DESCRIPTION", "CONTENT-TYPE", "USED BY"],
                 &rows,
-                &vols,
+                &raw,
             )?);
         }
         VolumeCmd::Rename { pool, old, new } => {
@@ -619,6 +620,16 @@ mod tests {
         sort_volumes(&mut rows);
         let names: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
         assert_eq!(names, ["c1", "c1/s2", "c1/snap0", "c2", "v1"]);
+    }
+
+    #[test]
+    fn show_matches_lxd() {
+        // `lxc query /1.0/storage-pools/default` and `lxc storage show default` on LXD 5.0.2.
+        let pool: StoragePool = serde_json::from_str(r#"{"config": {"source": "/tmp/rlxd-client/storage-pools/default"},"description": "","driver": "dir","locations": ["none"],"name": "default","status": "Created","used_by": ["/1.0/instances/c1","/1.0/profiles/default"]}"#).unwrap();
+        assert_eq!(
+            output::yaml_ordered(&pool, POOL_ORDER).unwrap(),
+            "config:\n  source: /tmp/rlxd-client/storage-pools/default\ndescription: \"\"\nname: default\ndriver: dir\nused_by:\n- /1.0/instances/c1\n- /1.0/profiles/default\nstatus: Created\nlocations:\n- none\n"
+        );
     }
 
     #[test]
