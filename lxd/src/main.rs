@@ -280,6 +280,8 @@ fn main() {
             }
         }
     });
+    // Do not wait for blocking tasks still running (a stuck tool must not keep us alive).
+    rt.shutdown_timeout(Duration::from_secs(2));
     if let Err(e) = res {
         fail(e);
     }

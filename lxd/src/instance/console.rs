@@ -78,12 +78,18 @@ async fn run(
         return Ok(None);
     };
     let (mut tx, mut rx) = ws.split();
+    let stop_out = tokio_util::sync::CancellationToken::new();
     let out = {
         let pty = pty.clone();
+        let stop = stop_out.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
-                match pty.read(&mut buf).await {
+                let r = tokio::select! {
+                    r = pty.read(&mut buf) => r,
+                    _ = stop.cancelled() => break,
+                };
+                match r {
                     Ok(n) if n > 0 => {
                         if tx.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
                             break;
@@ -99,9 +105,12 @@ async fn run(
             let _ = tx.close().await;
         })
     };
+    // The client detaches (ctrl-a q) by closing the control socket, as LXD's does.
+    let (detach_tx, mut detach_rx) = oneshot::channel::<()>();
     let control = socks.remove("control").map(|ws| {
         let pty = pty.clone();
         tokio::spawn(async move {
+            let _detach = detach_tx;
             let (_tx, mut rx) = ws.split();
             while let Some(Ok(msg)) = rx.next().await {
                 let Message::Text(t) = msg else {
@@ -122,8 +131,13 @@ async fn run(
             }
         })
     });
-    // Input until the client detaches (closes the data socket).
-    while let Some(Ok(msg)) = rx.next().await {
+    // Input until the client detaches (closes the control or the data socket).
+    loop {
+        let msg = tokio::select! {
+            m = rx.next() => m,
+            _ = &mut detach_rx, if control.is_some() => break,
+        };
+        let Some(Ok(msg)) = msg else { break };
         let data = match msg {
             Message::Binary(b) => b.to_vec(),
             Message::Text(t) if !t.is_empty() => t.as_bytes().to_vec(),
@@ -134,7 +148,8 @@ async fn run(
             break;
         }
     }
-    out.abort();
+    stop_out.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), out).await;
     if let Some(c) = control {
         c.abort();
     }

@@ -288,14 +288,21 @@ async fn pump_in<W: AsyncWrite + Unpin>(
     let _ = w.shutdown().await;
 }
 
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags);
+    if !flags.contains(nix::fcntl::OFlag::O_NONBLOCK) {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags | nix::fcntl::OFlag::O_NONBLOCK))?;
+    }
+    Ok(())
+}
+
 /// The pty master as an async byte stream.
 pub(crate) struct PtyMaster(AsyncFd<OwnedFd>);
 
 impl PtyMaster {
     pub(crate) fn new(fd: OwnedFd) -> std::io::Result<Self> {
-        let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL)?;
-        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+        set_nonblocking(&fd)?;
         Ok(PtyMaster(crate::fdio::register(
             fd,
             tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
@@ -305,6 +312,9 @@ impl PtyMaster {
     pub(crate) async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             let mut guard = self.0.readable().await?;
+            // The console master's file description is shared with the monitor: make sure a
+            // read can never block a runtime worker, whatever the other side did to the flags.
+            set_nonblocking(self.0.get_ref())?;
             match guard
                 .try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(std::io::Error::from))
             {
