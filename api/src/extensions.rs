@@ -37,4 +37,11 @@ pub const API_EXTENSIONS: &[&str] = &[
     "event_project",
     "event_location",
     "operation_wait",
+    "network_leases",
+    "network_state",
+    "network_forward",
+    "instance_nic_network",
+    "proxy",
+    "proxy_unix",
+    "proxy_udp",
 ];

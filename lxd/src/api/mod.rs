@@ -5,6 +5,7 @@ mod events;
 mod images;
 mod instances;
 mod internal;
+mod networks;
 mod operations;
 mod profiles;
 mod projects;
@@ -36,6 +37,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .merge(instances::routes())
         .merge(images::routes())
         .merge(storage::routes())
+        .merge(networks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(d)
