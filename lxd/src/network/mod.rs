@@ -532,7 +532,8 @@ pub async fn update(d: &Arc<Daemon>, name: &str, put: NetworkPut, merge: bool) -
     let old = d.db.network(name)?;
     let mut config = if merge { old.config.clone() } else { ConfigMap::new() };
     for (k, v) in put.config {
-        if merge && v.is_empty() {
+        // An empty value unsets the key, as LXD stores config.
+        if v.is_empty() {
             config.remove(&k);
         } else {
             config.insert(k, v);
