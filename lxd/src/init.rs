@@ -313,7 +313,12 @@ pub fn interactive(
         "Would you like to configure LXD to use an existing bridge or host interface?",
         false,
     )? {
-        let parent = ask(input, out, "Name of the existing bridge or host interface", "")?;
+        let parent = ask(
+            input,
+            out,
+            "Name of the existing bridge or host interface",
+            "",
+        )?;
         let nictype = if std::path::Path::new("/sys/class/net")
             .join(&parent)
             .join("bridge")
@@ -390,8 +395,13 @@ mod tests {
     fn enter_through_everything_equals_auto() {
         let mut input = std::io::Cursor::new("\n\n\n\n\n\n\n\n\n\n\n\n");
         let mut out = Vec::new();
-        let (p, print) =
-            interactive(&mut input, &mut out, &["dir".into(), "btrfs".into()], "lxdbr1").unwrap();
+        let (p, print) = interactive(
+            &mut input,
+            &mut out,
+            &["dir".into(), "btrfs".into()],
+            "lxdbr1",
+        )
+        .unwrap();
         assert!(!print);
         let auto = auto_preseed("dir", "default", Some("lxdbr1"));
         assert_eq!(

@@ -197,7 +197,8 @@ async fn init_auto(c: &lxd::local_client::LocalClient, a: &InitArgs) -> anyhow::
             Some(n) if n != "none" => n.to_string(),
             _ => lxd::init::first_free_bridge(from),
         };
-        let mut p = lxd::init::auto_preseed(&a.backend, &a.pool, want_bridge.then_some(name.as_str()));
+        let mut p =
+            lxd::init::auto_preseed(&a.backend, &a.pool, want_bridge.then_some(name.as_str()));
         if let Some(gib) = a.loop_size {
             p.storage_pools[0]
                 .config
@@ -210,7 +211,8 @@ async fn init_auto(c: &lxd::local_client::LocalClient, a: &InitArgs) -> anyhow::
             Err(e)
                 if want_bridge
                     && explicit.is_none()
-                    && e.to_string().contains(&format!("\"{name}\" already exists")) =>
+                    && e.to_string()
+                        .contains(&format!("\"{name}\" already exists")) =>
             {
                 from = name.trim_start_matches("lxdbr").parse::<u32>().unwrap_or(0) + 1;
             }

@@ -339,7 +339,11 @@ pub fn cleanup_networks(dir: &Path) {
         }
         let name = e.file_name().to_string_lossy().into_owned();
         lxd_network::dnsmasq::kill_stale(&lxd_network::dnsmasq::Paths::new(e.path()), &name);
-        if Path::new("/sys/class/net").join(&name).join("bridge").exists() {
+        if Path::new("/sys/class/net")
+            .join(&name)
+            .join("bridge")
+            .exists()
+        {
             let _ = Command::new("ip")
                 .args(["link", "del", "dev", &name])
                 .status();

@@ -28,7 +28,11 @@ fn subnet() -> u8 {
 }
 
 fn sh(cmd: &str) -> std::process::Output {
-    Command::new("sh").arg("-c").arg(cmd).output().expect("run sh")
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run sh")
 }
 
 fn sh_ok(cmd: &str) -> String {
@@ -48,13 +52,14 @@ fn sh_ok(cmd: &str) -> String {
 struct HostThings {
     netns: Vec<String>,
     links: Vec<String>,
-    pids: Vec<u32>,
+    children: Vec<std::process::Child>,
 }
 
 impl Drop for HostThings {
     fn drop(&mut self) {
-        for p in &self.pids {
-            let _ = sh(&format!("kill -9 {p}"));
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
         }
         for l in &self.links {
             let _ = sh(&format!("ip link del dev {l} 2>/dev/null"));
@@ -111,7 +116,11 @@ fn wait_ipv4(d: &TestDaemon, c: &str) -> String {
     if !ok {
         let st = d.query_json(&format!("/1.0/instances/{c}/state"));
         let mut dns = String::new();
-        for e in std::fs::read_dir(d.dir.join("networks")).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(d.dir.join("networks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             dns += &std::fs::read_to_string(e.path().join("dnsmasq.log")).unwrap_or_default();
         }
         panic!(
@@ -162,13 +171,19 @@ fn managed_bridge_leases_dns_static_lease_and_nat_rules() {
     d.real_lxc_ok(&["launch", "busybox", c2.as_str()]);
     let ip1 = wait_ipv4(&d, c1.as_str());
     let ip2 = wait_ipv4(&d, c2.as_str());
-    assert!(ip1.starts_with(&prefix) && ip2.starts_with(&prefix), "{ip1} {ip2}");
+    assert!(
+        ip1.starts_with(&prefix) && ip2.starts_with(&prefix),
+        "{ip1} {ip2}"
+    );
     let list = d.real_lxc_ok(&["list", "-c", "n4", "--format", "csv"]);
     assert!(list.contains(&format!("{ip1} (eth0)")), "{list}");
 
     // Volatile keys: a stable MAC and the host end of the veth, attached to our bridge.
     let inst1 = d.query_json(&format!("/1.0/instances/{c1}"));
-    let host = inst1["config"]["volatile.eth0.host_name"].as_str().unwrap().to_string();
+    let host = inst1["config"]["volatile.eth0.host_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(host.starts_with("veth"), "{host}");
     let master = std::fs::read_link(format!("/sys/class/net/{host}/master")).unwrap();
     assert!(master.ends_with(&br));
@@ -183,7 +198,10 @@ fn managed_bridge_leases_dns_static_lease_and_nat_rules() {
     let out = exec(&d, c2.as_str(), &format!("ping -c 1 -W 3 {c1}"));
     assert!(out.status.success(), "{}", text(&out.stdout));
     let leases = d.real_lxc_ok(&["network", "list-leases", &br]);
-    assert!(leases.contains(c1.as_str()) && leases.contains(&ip1), "{leases}");
+    assert!(
+        leases.contains(c1.as_str()) && leases.contains(&ip1),
+        "{leases}"
+    );
     assert!(leases.contains("GATEWAY"), "{leases}");
 
     // NAT rules are in our table, well formed, and never in LXD's.
@@ -198,16 +216,33 @@ fn managed_bridge_leases_dns_static_lease_and_nat_rules() {
 
     // A static lease holds across container and daemon restarts.
     let fixed = format!("{prefix}77");
-    d.real_lxc_ok(&["config", "device", "override", c2.as_str(), "eth0", &format!("ipv4.address={fixed}")]);
+    d.real_lxc_ok(&[
+        "config",
+        "device",
+        "override",
+        c2.as_str(),
+        "eth0",
+        &format!("ipv4.address={fixed}"),
+    ]);
     d.real_lxc_ok(&["restart", c2.as_str(), "--force"]);
-    assert!(wait_until(Duration::from_secs(15), || ipv4(&d, c2.as_str()).as_deref() == Some(fixed.as_str())));
+    assert!(wait_until(Duration::from_secs(15), || ipv4(
+        &d,
+        c2.as_str()
+    )
+    .as_deref()
+        == Some(fixed.as_str())));
     let leases = d.real_lxc_ok(&["network", "list-leases", &br, "--format", "csv"]);
     assert!(leases.contains(&format!("{fixed},STATIC")), "{leases}");
     d.restart();
     // The bridge, dnsmasq and the rules are back.
     assert!(chains(&our_table()).contains(&format!("pstrt.{br}")));
     d.real_lxc_ok(&["restart", c2.as_str(), "--force"]);
-    assert!(wait_until(Duration::from_secs(15), || ipv4(&d, c2.as_str()).as_deref() == Some(fixed.as_str())));
+    assert!(wait_until(Duration::from_secs(15), || ipv4(
+        &d,
+        c2.as_str()
+    )
+    .as_deref()
+        == Some(fixed.as_str())));
     let out = exec(&d, c1.as_str(), &format!("ping -c 1 -W 3 {fixed}"));
     assert!(out.status.success(), "{}", text(&out.stdout));
 
@@ -215,8 +250,14 @@ fn managed_bridge_leases_dns_static_lease_and_nat_rules() {
     d.real_lxc_ok(&["delete", "-f", c1.as_str(), c2.as_str()]);
     // SIGPWR is `lxd shutdown`; kill_daemon waits for the process to exit.
     d.kill_daemon(nix::sys::signal::Signal::SIGPWR);
-    assert!(wait_until(Duration::from_secs(5), || !std::path::Path::new(&format!("/sys/class/net/{br}")).exists()));
-    assert!(!chains(&our_table()).iter().any(|c| c.ends_with(&format!(".{br}"))));
+    assert!(wait_until(Duration::from_secs(5), || {
+        !std::path::Path::new(&format!("/sys/class/net/{br}")).exists()
+    }));
+    assert!(
+        !chains(&our_table())
+            .iter()
+            .any(|c| c.ends_with(&format!(".{br}")))
+    );
     assert!(!sh_ok("ps -eo args").contains(&format!("--interface={br} ")));
     // Started again, the bridge is recreated (as after a host reboot).
     d.start_again();
@@ -232,22 +273,39 @@ fn network_verbs_bad_input_and_delete_leaves_nothing() {
     let mut host = HostThings::default();
     let c1 = unique("c");
     let n = ifname("m");
-    d.real_lxc_ok(&["network", "create", &n, "ipv4.address=auto", "dns.domain=test"]);
+    d.real_lxc_ok(&[
+        "network",
+        "create",
+        &n,
+        "ipv4.address=auto",
+        "dns.domain=test",
+    ]);
     let list = d.real_lxc_ok(&["network", "list", "--format", "csv"]);
     assert!(list.contains(&format!("{n},bridge,YES")), "{list}");
     // Host interfaces are listed too, unmanaged.
     assert!(list.contains(",NO,"), "{list}");
     d.real_lxc_ok(&["network", "set", &n, "bridge.mtu", "1400"]);
-    assert_eq!(d.real_lxc_ok(&["network", "get", &n, "bridge.mtu"]).trim(), "1400");
     assert_eq!(
-        std::fs::read_to_string(format!("/sys/class/net/{n}/mtu")).unwrap().trim(),
+        d.real_lxc_ok(&["network", "get", &n, "bridge.mtu"]).trim(),
+        "1400"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("/sys/class/net/{n}/mtu"))
+            .unwrap()
+            .trim(),
         "1400"
     );
     d.real_lxc_ok(&["network", "unset", &n, "bridge.mtu"]);
     let show = d.real_lxc_ok(&["network", "show", &n]);
-    assert!(!show.contains("bridge.mtu") && show.contains("dns.domain: test"), "{show}");
+    assert!(
+        !show.contains("bridge.mtu") && show.contains("dns.domain: test"),
+        "{show}"
+    );
     let info = d.real_lxc_ok(&["network", "info", &n]);
-    assert!(info.contains("State: up") && info.contains("inet"), "{info}");
+    assert!(
+        info.contains("State: up") && info.contains("inet"),
+        "{info}"
+    );
 
     // edit: YAML on stdin.
     let yaml = show.replace("dns.domain: test", "dns.domain: edited");
@@ -273,8 +331,17 @@ fn network_verbs_bad_input_and_delete_leaves_nothing() {
     // attach / detach on a running instance: hot-plug of a NIC.
     d.real_lxc_ok(&["launch", "busybox", c1.as_str()]);
     d.real_lxc_ok(&["network", "attach", &n2, c1.as_str(), "eth1"]);
-    let out = exec(&d, c1.as_str(), "ip link show eth1 && udhcpc -i eth1 -n -q -t 5 -T 1 -s /bin/true");
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = exec(
+        &d,
+        c1.as_str(),
+        "ip link show eth1 && udhcpc -i eth1 -n -q -t 5 -T 1 -s /bin/true",
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     // In use: cannot be deleted.
     let (code, v) = raw_request(&d.dir, "DELETE", &format!("/1.0/networks/{n2}"), None);
     assert_eq!(code, 400, "{v}");
@@ -308,18 +375,35 @@ fn network_verbs_bad_input_and_delete_leaves_nothing() {
     sh_ok(&format!("ip link add {foreign} type bridge"));
     let (code, v) = post(&format!(r#"{{"name":"{foreign}"}}"#));
     assert_eq!(code, 409, "{v}");
-    let (code, v) = post(&format!(r#"{{"name":"{bad}","config":{{"ipv4.nat":"maybe"}}}}"#));
+    let (code, v) = post(&format!(
+        r#"{{"name":"{bad}","config":{{"ipv4.nat":"maybe"}}}}"#
+    ));
     assert_eq!(code, 400, "{v}");
     let (code, v) = post(r#"{"name":"no/slash"}"#);
     assert_eq!(code, 400, "{v}");
-    let out = d.real_lxc(&["config", "device", "add", c1.as_str(), "eth9", "nic", "nictype=bridged", "parent=nonexist0"]);
+    let out = d.real_lxc(&[
+        "config",
+        "device",
+        "add",
+        c1.as_str(),
+        "eth9",
+        "nic",
+        "nictype=bridged",
+        "parent=nonexist0",
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("parent interface \"nonexist0\" not found"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("parent interface \"nonexist0\" not found"),
+        "{}",
+        text(&out.stderr)
+    );
     let (code, v) = raw_request(
         &d.dir,
         "PUT",
         &format!("/1.0/instances/{c1}"),
-        Some(r#"{"profiles":["default"],"devices":{"e":{"type":"nic","nictype":"macvlan","parent":"nonexist0"}}}"#),
+        Some(
+            r#"{"profiles":["default"],"devices":{"e":{"type":"nic","nictype":"macvlan","parent":"nonexist0"}}}"#,
+        ),
     );
     assert_eq!(code, 404, "{v}");
     assert!(!std::path::Path::new(&format!("/sys/class/net/{bad}")).exists());
@@ -327,7 +411,11 @@ fn network_verbs_bad_input_and_delete_leaves_nothing() {
     // delete: no bridge, no dnsmasq, no chains, no directory.
     d.real_lxc_ok(&["network", "delete", &n2]);
     assert!(!std::path::Path::new(&format!("/sys/class/net/{n2}")).exists());
-    assert!(!chains(&our_table()).iter().any(|c| c.ends_with(&format!(".{n2}"))));
+    assert!(
+        !chains(&our_table())
+            .iter()
+            .any(|c| c.ends_with(&format!(".{n2}")))
+    );
     assert!(!sh_ok("ps -eo args").contains(&format!("--interface={n2} ")));
     assert!(!d.dir.join("networks").join(&n2).exists());
     let (code, _) = raw_request(&d.dir, "GET", &format!("/1.0/networks/{n2}"), None);
@@ -359,24 +447,46 @@ fn host_bridge_gets_addresses_from_the_physical_network() {
     ));
     let leases = d.dir.join("phys.leases");
     let child = Command::new("ip")
-        .args(["netns", "exec", &phys, "dnsmasq", "--keep-in-foreground", "--no-ping"])
+        .args([
+            "netns",
+            "exec",
+            &phys,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-ping",
+        ])
         .arg("--bind-interfaces")
         .arg(format!("--interface={b}"))
         .arg(format!("--listen-address=172.31.{net}.1"))
         .arg(format!("--dhcp-range=172.31.{net}.100,172.31.{net}.150,1h"))
         .arg(format!("--dhcp-leasefile={}", leases.display()))
-        .args(["--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--port=0"])
+        .args([
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=0",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    host.pids.push(child.id());
+    host.children.push(child);
 
     // The unmanaged bridge is listed as such.
     let list = d.real_lxc_ok(&["network", "list", "--format", "csv"]);
     assert!(list.contains(&format!("{hb},bridge,NO")), "{list}");
     d.real_lxc_ok(&["init", "busybox", c1.as_str()]);
-    d.real_lxc_ok(&["config", "device", "add", c1.as_str(), "eth0", "nic", "nictype=bridged", &format!("parent={hb}"), "name=eth0"]);
+    d.real_lxc_ok(&[
+        "config",
+        "device",
+        "add",
+        c1.as_str(),
+        "eth0",
+        "nic",
+        "nictype=bridged",
+        &format!("parent={hb}"),
+        "name=eth0",
+    ]);
     d.real_lxc_ok(&["start", c1.as_str()]);
     let ip = wait_ipv4(&d, c1.as_str());
     assert!(ip.starts_with(&format!("172.31.{net}.1")), "{ip}");
@@ -414,10 +524,21 @@ fn proxy_devices_and_forwards_reach_a_web_server() {
     let fixed = gw.replace(".1/24", ".80");
     let web = unique("w");
     d.real_lxc_ok(&["init", "busybox", &web]);
-    d.real_lxc_ok(&["config", "device", "override", web.as_str(), "eth0", &format!("ipv4.address={fixed}")]);
+    d.real_lxc_ok(&[
+        "config",
+        "device",
+        "override",
+        web.as_str(),
+        "eth0",
+        &format!("ipv4.address={fixed}"),
+    ]);
     d.real_lxc_ok(&["start", web.as_str()]);
     assert_eq!(wait_ipv4(&d, web.as_str()), fixed);
-    let out = exec(&d, web.as_str(), "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -h /www -p 80");
+    let out = exec(
+        &d,
+        web.as_str(),
+        "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -h /www -p 80",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let fetch = |port: u16| {
         let out = sh(&format!(
@@ -428,40 +549,114 @@ fn proxy_devices_and_forwards_reach_a_web_server() {
     let base = 20000 + (std::process::id() % 1000) as u16 * 10;
 
     // Userspace relay: listen on the host, connect inside the container.
-    d.real_lxc_ok(&["config", "device", "add", web.as_str(), "http", "proxy", &format!("listen=tcp:0.0.0.0:{base}"), "connect=tcp:127.0.0.1:80"]);
+    d.real_lxc_ok(&[
+        "config",
+        "device",
+        "add",
+        web.as_str(),
+        "http",
+        "proxy",
+        &format!("listen=tcp:0.0.0.0:{base}"),
+        "connect=tcp:127.0.0.1:80",
+    ]);
     assert_eq!(fetch(base), "hello-from-web\n");
     // A unix socket on the host relayed to the same server.
     let sock = d.dir.join("web.sock");
-    d.real_lxc_ok(&["config", "device", "add", web.as_str(), "sock", "proxy", &format!("listen=unix:{}", sock.display()), "connect=tcp:127.0.0.1:80"]);
+    d.real_lxc_ok(&[
+        "config",
+        "device",
+        "add",
+        web.as_str(),
+        "sock",
+        "proxy",
+        &format!("listen=unix:{}", sock.display()),
+        "connect=tcp:127.0.0.1:80",
+    ]);
     let out = sh(&format!(
         "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | python3 -c \"import socket,sys,time;s=socket.socket(socket.AF_UNIX);s.connect('{}');s.sendall(sys.stdin.buffer.read());time.sleep(0.5);print(s.recv(4096).decode())\"",
         sock.display()
     ));
-    assert!(text(&out.stdout).contains("hello-from-web"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("hello-from-web"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A second device on the same port: 409-style error, nothing added.
-    let out = d.real_lxc(&["config", "device", "add", web.as_str(), "dup", "proxy", &format!("listen=tcp:0.0.0.0:{base}"), "connect=tcp:127.0.0.1:80"]);
+    let out = d.real_lxc(&[
+        "config",
+        "device",
+        "add",
+        web.as_str(),
+        "dup",
+        "proxy",
+        &format!("listen=tcp:0.0.0.0:{base}"),
+        "connect=tcp:127.0.0.1:80",
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("already in use"), "{}", text(&out.stderr));
-    assert!(d.query_json(&format!("/1.0/instances/{web}"))["devices"].get("dup").is_none());
+    assert!(
+        text(&out.stderr).contains("already in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        d.query_json(&format!("/1.0/instances/{web}"))["devices"]
+            .get("dup")
+            .is_none()
+    );
 
     // nat mode: DNAT in our table to the static address.
-    d.real_lxc_ok(&["config", "device", "add", web.as_str(), "nat", "proxy", &format!("listen=tcp:0.0.0.0:{}", base + 1), "connect=tcp:0.0.0.0:80", "nat=true"]);
+    d.real_lxc_ok(&[
+        "config",
+        "device",
+        "add",
+        web.as_str(),
+        "nat",
+        "proxy",
+        &format!("listen=tcp:0.0.0.0:{}", base + 1),
+        "connect=tcp:0.0.0.0:80",
+        "nat=true",
+    ]);
     assert_eq!(fetch(base + 1), "hello-from-web\n");
     let rules = serde_json::to_string(&our_table()).unwrap();
     assert!(rules.contains(&format!("proxy {web}/nat")), "{rules}");
 
     // Network forward on the managed bridge.
     d.real_lxc_ok(&["network", "forward", "create", &br, &host_ip]);
-    d.real_lxc_ok(&["network", "forward", "port", "add", &br, &host_ip, "tcp", &(base + 2).to_string(), &fixed, "80"]);
+    d.real_lxc_ok(&[
+        "network",
+        "forward",
+        "port",
+        "add",
+        &br,
+        &host_ip,
+        "tcp",
+        &(base + 2).to_string(),
+        &fixed,
+        "80",
+    ]);
     assert_eq!(fetch(base + 2), "hello-from-web\n");
     let fwd = d.real_lxc_ok(&["network", "forward", "list", &br, "--format", "csv"]);
     assert!(fwd.contains(&host_ip), "{fwd}");
     // A forward to an address no instance has: 400, nothing stored.
     let nobody = gw.replace(".1/24", ".201");
-    let out = d.real_lxc(&["network", "forward", "port", "add", &br, &host_ip, "tcp", &(base + 3).to_string(), &nobody]);
+    let out = d.real_lxc(&[
+        "network",
+        "forward",
+        "port",
+        "add",
+        &br,
+        &host_ip,
+        "tcp",
+        &(base + 3).to_string(),
+        &nobody,
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("No instance"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("No instance"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Removing devices and forwards removes their listeners and rules.
     d.real_lxc_ok(&["config", "device", "remove", web.as_str(), "http"]);

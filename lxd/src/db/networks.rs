@@ -94,14 +94,17 @@ impl Db {
 
     pub fn network_rename(&self, old: &str, new: &str) -> Result<()> {
         let conn = self.conn();
-        conn.execute("UPDATE networks SET name = ?2 WHERE name = ?1", params![old, new])
-            .map_err(|e| {
-                if is_constraint(&e) {
-                    ApiError::conflict(format!("Network \"{new}\" already exists"))
-                } else {
-                    e.into()
-                }
-            })?;
+        conn.execute(
+            "UPDATE networks SET name = ?2 WHERE name = ?1",
+            params![old, new],
+        )
+        .map_err(|e| {
+            if is_constraint(&e) {
+                ApiError::conflict(format!("Network \"{new}\" already exists"))
+            } else {
+                e.into()
+            }
+        })?;
         Ok(())
     }
 
@@ -152,10 +155,7 @@ impl Db {
         )
         .map_err(|e| {
             if is_constraint(&e) {
-                ApiError::conflict(format!(
-                    "A forward for {} already exists",
-                    f.listen_address
-                ))
+                ApiError::conflict(format!("A forward for {} already exists", f.listen_address))
             } else {
                 e.into()
             }

@@ -276,11 +276,7 @@ async fn pump_in<W: AsyncWrite + Unpin>(
                 let _ = w.flush().await;
             }
             Message::Text(t) if t.is_empty() => break,
-            Message::Text(t) => {
-                if w.write_all(t.as_bytes()).await.is_err() {
-                    break;
-                }
-            }
+            Message::Text(t) if w.write_all(t.as_bytes()).await.is_err() => break,
             Message::Close(_) => break,
             _ => {}
         }
@@ -359,11 +355,8 @@ async fn run_websocket(
         let (master, slave) = lxd_runtime::attach::open_container_pty(req.init_pid)
             .map_err(|e| ApiError::internal(format!("Failed to allocate a pty: {e}")))?;
         if width > 0 && height > 0 {
-            let _ = lxd_runtime::attach::set_window_size(
-                master.as_fd(),
-                width as u16,
-                height as u16,
-            );
+            let _ =
+                lxd_runtime::attach::set_window_size(master.as_fd(), width as u16, height as u16);
         }
         let dup = |fd: &OwnedFd| -> Result<std::process::Stdio> {
             Ok(std::process::Stdio::from(fd.try_clone().map_err(|e| {

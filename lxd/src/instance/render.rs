@@ -104,7 +104,10 @@ fn network(pid: i32) -> BTreeMap<String, InstanceStateNetwork> {
 /// Interfaces, addresses, MACs and MTUs read with netlink from inside the container's network
 /// namespace (a short-lived thread joins it; see `lxd_network::netns`). None when that fails, and
 /// the caller falls back to /proc/PID/net.
-fn network_from_netns(row: &InstanceRow, pid: i32) -> Option<BTreeMap<String, InstanceStateNetwork>> {
+fn network_from_netns(
+    row: &InstanceRow,
+    pid: i32,
+) -> Option<BTreeMap<String, InstanceStateNetwork>> {
     let ifaces = lxd_network::netns::interfaces(pid).ok()?;
     let host_name = |ifname: &str| -> String {
         row.config

@@ -2,7 +2,9 @@
 //! address on the host DNAT'ed to addresses on a managed bridge. Stored in the database and
 //! rendered into the bridge's `prert.`/`dnatout.` chains.
 
-use lxd_api::network::{NetworkForward, NetworkForwardPort, NetworkForwardPut, NetworkForwardsPost};
+use lxd_api::network::{
+    NetworkForward, NetworkForwardPort, NetworkForwardPut, NetworkForwardsPost,
+};
 use lxd_network::firewall::{Dnat, Protocol};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -160,9 +162,8 @@ fn address_in_use(d: &Daemon, network: &str, ip: Ipv4Addr) -> Result<bool> {
 }
 
 fn managed(d: &Daemon, network: &str) -> Result<NetworkRow> {
-    d.db.network_opt(network)?.ok_or_else(|| {
-        ApiError::not_found(format!("Network \"{network}\" not found"))
-    })
+    d.db.network_opt(network)?
+        .ok_or_else(|| ApiError::not_found(format!("Network \"{network}\" not found")))
 }
 
 pub fn list(d: &Daemon, network: &str) -> Result<Vec<ForwardRow>> {
@@ -190,7 +191,11 @@ pub async fn create(d: &Arc<Daemon>, network: &str, req: NetworkForwardsPost) ->
     };
     validate(d, &net, &f)?;
     for other in d.db.networks()? {
-        if d.db.forwards(&other.name)?.iter().any(|o| o.listen_address == f.listen_address) {
+        if d.db
+            .forwards(&other.name)?
+            .iter()
+            .any(|o| o.listen_address == f.listen_address)
+        {
             return Err(ApiError::conflict(format!(
                 "A forward for {} already exists on network \"{}\"",
                 f.listen_address, other.name

@@ -154,7 +154,9 @@ pub fn nic_network(dev: &ConfigMap) -> Option<&str> {
 }
 
 fn devices_use(devices: &DevicesMap, network: &str) -> bool {
-    devices.values().any(|dev| nic_network(dev) == Some(network))
+    devices
+        .values()
+        .any(|dev| nic_network(dev) == Some(network))
 }
 
 /// Profiles and instances whose NICs use `network`.
@@ -302,7 +304,7 @@ pub async fn create(d: &Arc<Daemon>, req: NetworksPost) -> Result<()> {
         tracing::warn!(network = %row.name, "creation failed, undoing: {e}");
         stop_bridge(d, &row.name, true).await;
         let _ = d.db.network_delete(&row.name);
-        let _ = apply_firewall_locked(d, &[row.name.clone()]).await;
+        let _ = apply_firewall_locked(d, std::slice::from_ref(&row.name)).await;
         let _ = std::fs::remove_dir_all(net_dir(d, &row.name));
         return Err(e);
     }
@@ -365,12 +367,7 @@ fn enable_forwarding(d: &Daemon, bridge: &str) {
 }
 
 async fn restart_dnsmasq(d: &Daemon, row: &NetworkRow, cfg: &BridgeConfig) -> Result<()> {
-    let old = d
-        .net
-        .dnsmasq
-        .lock()
-        .expect("dnsmasq map")
-        .remove(&row.name);
+    let old = d.net.dnsmasq.lock().expect("dnsmasq map").remove(&row.name);
     if let Some(s) = old {
         s.stop().await;
     }
@@ -483,7 +480,9 @@ fn write_hosts(d: &Daemon, network: &str) -> Result<()> {
     for row in d.db.instances()? {
         let ex = crate::instance::expand_row(d, &row)?;
         for (dev, cfg) in &ex.devices {
-            if nic_network(cfg) != Some(network) || cfg.get("nictype").map(String::as_str) == Some("macvlan") {
+            if nic_network(cfg) != Some(network)
+                || cfg.get("nictype").map(String::as_str) == Some("macvlan")
+            {
                 continue;
             }
             let Some(mac) = nic::hwaddr(&row.config, dev, cfg) else {
@@ -530,7 +529,11 @@ pub async fn sync_all_hosts(d: &Daemon) -> Result<()> {
 pub async fn update(d: &Arc<Daemon>, name: &str, put: NetworkPut, merge: bool) -> Result<()> {
     let _g = d.net.lock.lock().await;
     let old = d.db.network(name)?;
-    let mut config = if merge { old.config.clone() } else { ConfigMap::new() };
+    let mut config = if merge {
+        old.config.clone()
+    } else {
+        ConfigMap::new()
+    };
     for (k, v) in put.config {
         // An empty value unsets the key, as LXD stores config.
         if v.is_empty() {
@@ -571,7 +574,9 @@ pub async fn rename(d: &Arc<Daemon>, old: &str, new: &str) -> Result<()> {
         ));
     }
     if d.db.network_opt(new)?.is_some() {
-        return Err(ApiError::conflict(format!("Network \"{new}\" already exists")));
+        return Err(ApiError::conflict(format!(
+            "Network \"{new}\" already exists"
+        )));
     }
     if netlink()?.link(new).await?.is_some() {
         return Err(ApiError::conflict(format!(
@@ -687,7 +692,12 @@ pub async fn state(d: &Daemon, name: &str) -> Result<NetworkState> {
         hwaddr: l.mac.clone(),
         mtu: i64::from(l.mtu),
         state: if l.up { "up" } else { "down" }.into(),
-        kind: if l.name == "lo" { "loopback" } else { "broadcast" }.into(),
+        kind: if l.name == "lo" {
+            "loopback"
+        } else {
+            "broadcast"
+        }
+        .into(),
         bridge: None,
     };
     if lxd_network::link::is_bridge(&l) {
@@ -763,7 +773,11 @@ pub fn leases(d: &Daemon, name: &str) -> Result<Vec<NetworkLease>> {
 
 /// The current IPv4 address of an instance's NIC on `network`: its static `ipv4.address`, else
 /// its lease.
-pub fn instance_address(d: &Daemon, instance: &str, network: &str) -> Result<Option<std::net::Ipv4Addr>> {
+pub fn instance_address(
+    d: &Daemon,
+    instance: &str,
+    network: &str,
+) -> Result<Option<std::net::Ipv4Addr>> {
     let row = d.db.instance(instance)?;
     let ex = crate::instance::expand_row(d, &row)?;
     let leases = dnsmasq::read_leases(&paths(d, network));

@@ -38,10 +38,15 @@ fn nics(devices: &DevicesMap) -> Vec<(&String, &ConfigMap)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Wiring {
     /// veth with the host end on this bridge (managed when it is one of our networks).
-    Bridged { bridge: String, managed: bool },
+    Bridged {
+        bridge: String,
+        managed: bool,
+    },
     /// veth with the host end left alone.
     P2p,
-    Macvlan { parent: String },
+    Macvlan {
+        parent: String,
+    },
 }
 
 fn wiring(d: &Daemon, dev: &str, cfg: &ConfigMap) -> Result<Wiring> {
@@ -112,13 +117,19 @@ pub async fn validate(d: &Daemon, devices: &DevicesMap, instance: &str) -> Resul
 
 /// A static `ipv4.address` must be a host address of the managed network's subnet, not its
 /// gateway, and not another instance's.
-fn check_static(d: &Daemon, dev: &str, cfg: &ConfigMap, network: &str, instance: &str) -> Result<()> {
+fn check_static(
+    d: &Daemon,
+    dev: &str,
+    cfg: &ConfigMap,
+    network: &str,
+    instance: &str,
+) -> Result<()> {
     let Some(ip) = cfg.get("ipv4.address").filter(|v| !v.is_empty()) else {
         return Ok(());
     };
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("Device \"{dev}\": invalid IPv4 address \"{ip}\"")))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| {
+        ApiError::bad_request(format!("Device \"{dev}\": invalid IPv4 address \"{ip}\""))
+    })?;
     let row = d.db.network(network)?;
     let Some(net) = super::bridge_config(&row)?.ipv4 else {
         return Err(ApiError::bad_request(format!(
@@ -195,7 +206,8 @@ async fn create_one(
                 .get(&format!("volatile.{dev}.hwaddr"))
                 .cloned()
                 .unwrap_or_default();
-            row.config.insert(format!("volatile.{dev}.hwaddr"), m.clone());
+            row.config
+                .insert(format!("volatile.{dev}.hwaddr"), m.clone());
             m
         }
     };
@@ -234,12 +246,11 @@ async fn create_one(
                     if *managed {
                         check_static(d, dev, cfg, bridge, &row.name)?;
                         if mtu.is_none() {
-                            mtu = d
-                                .db
-                                .network(bridge)?
-                                .config
-                                .get("bridge.mtu")
-                                .and_then(|v| v.parse().ok());
+                            mtu =
+                                d.db.network(bridge)?
+                                    .config
+                                    .get("bridge.mtu")
+                                    .and_then(|v| v.parse().ok());
                         }
                     }
                     Some(b)
@@ -349,8 +360,7 @@ pub async fn post_start(pid: i32, st: &Started) {
         return;
     }
     let names: Vec<String> = st.runtime.iter().map(|n| n.name.clone()).collect();
-    let res =
-        tokio::task::spawn_blocking(move || lxd_network::netns::set_up(pid, names)).await;
+    let res = tokio::task::spawn_blocking(move || lxd_network::netns::set_up(pid, names)).await;
     if let Ok(Err(e)) = res {
         tracing::warn!("failed to bring the NICs up inside {pid}: {e}");
     }
@@ -385,7 +395,13 @@ pub async fn stop(d: &Daemon, name: &str) {
 
 /// Hot-plug: NICs added to (or changed on) a running instance are created and moved in; removed
 /// ones are deleted. Records the volatile keys in the database.
-pub async fn apply_live(d: &Arc<Daemon>, old: &Expanded, new: &Expanded, name: &str, pid: i32) -> Result<()> {
+pub async fn apply_live(
+    d: &Arc<Daemon>,
+    old: &Expanded,
+    new: &Expanded,
+    name: &str,
+    pid: i32,
+) -> Result<()> {
     let old_nics: BTreeMap<&String, &ConfigMap> = nics(&old.devices).into_iter().collect();
     let new_nics: BTreeMap<&String, &ConfigMap> = nics(&new.devices).into_iter().collect();
     let nl = Netlink::new()?;
@@ -420,7 +436,12 @@ pub async fn apply_live(d: &Arc<Daemon>, old: &Expanded, new: &Expanded, name: &
         if old_nics.get(dev) == Some(cfg) {
             continue;
         }
-        validate(d, &DevicesMap::from([((*dev).clone(), (*cfg).clone())]), name).await?;
+        validate(
+            d,
+            &DevicesMap::from([((*dev).clone(), (*cfg).clone())]),
+            name,
+        )
+        .await?;
         if let Some(n) = super::nic_network(cfg) {
             super::sync_hosts(d, &[n.to_string()]).await?;
         }
@@ -436,7 +457,8 @@ pub async fn apply_live(d: &Arc<Daemon>, old: &Expanded, new: &Expanded, name: &
             return Err(e.into());
         }
         taken.push(inside.clone());
-        row.config.insert(format!("volatile.{dev}.name"), inside.clone());
+        row.config
+            .insert(format!("volatile.{dev}.name"), inside.clone());
         if let Some(h) = host {
             row.config.insert(format!("volatile.{dev}.host_name"), h);
         }

@@ -38,7 +38,13 @@ fn bad(dev: &str, msg: impl std::fmt::Display) -> ApiError {
 }
 
 /// Check a proxy device and bind its host side (or compute its DNAT rules).
-pub fn prepare(d: &Daemon, instance: &str, dev: &str, cfg: &ConfigMap, ex: &Expanded) -> Result<Prepared> {
+pub fn prepare(
+    d: &Daemon,
+    instance: &str,
+    dev: &str,
+    cfg: &ConfigMap,
+    ex: &Expanded,
+) -> Result<Prepared> {
     let get = |k: &str| cfg.get(k).map(String::as_str).unwrap_or("");
     let listen = relay::parse_addr(get("listen"))?;
     let connect = relay::parse_addr(get("connect"))?;
@@ -47,7 +53,9 @@ pub fn prepare(d: &Daemon, instance: &str, dev: &str, cfg: &ConfigMap, ex: &Expa
         return Err(bad(dev, "only bind=host is supported"));
     }
     if crate::config::parse_bool(get("nat")).unwrap_or(false) {
-        return Ok(Prepared::Nat(nat_rules(d, instance, dev, &listen, &connect, ex)?));
+        return Ok(Prepared::Nat(nat_rules(
+            d, instance, dev, &listen, &connect, ex,
+        )?));
     }
     let mode = cfg
         .get("mode")
@@ -97,7 +105,9 @@ fn nat_rules(
     let Some((bridge, ip)) = target else {
         return Err(bad(
             dev,
-            format!("nat mode needs a NIC of {instance} with a static ipv4.address on a managed network"),
+            format!(
+                "nat mode needs a NIC of {instance} with a static ipv4.address on a managed network"
+            ),
         ));
     };
     let cip = c.ip();
@@ -131,14 +141,21 @@ pub fn prepare_all(d: &Daemon, instance: &str, ex: &Expanded) -> Result<Vec<(Str
 }
 
 /// Run prepared proxies for the instance whose init is `pid`.
-pub async fn run(d: &Arc<Daemon>, instance: &str, pid: i32, prepared: Vec<(String, Prepared)>) -> Result<()> {
+pub async fn run(
+    d: &Arc<Daemon>,
+    instance: &str,
+    pid: i32,
+    prepared: Vec<(String, Prepared)>,
+) -> Result<()> {
     let mut nat_changed = false;
     for (dev, p) in prepared {
         match p {
             Prepared::Relay { listener, connect } => {
                 let label = format!("{instance}/{dev}");
-                let r = tokio::task::spawn_blocking(move || relay::start(listener, connect, pid, &label))
-                    .await??;
+                let r = tokio::task::spawn_blocking(move || {
+                    relay::start(listener, connect, pid, &label)
+                })
+                .await??;
                 if let Some(old) = d
                     .net
                     .relays
@@ -183,7 +200,8 @@ pub async fn stop(d: &Arc<Daemon>, instance: &str, only: Option<&str>) {
         keys.into_iter().filter_map(|k| relays.remove(&k)).collect()
     };
     if !doomed.is_empty() {
-        let _ = tokio::task::spawn_blocking(move || doomed.into_iter().for_each(|r| r.stop())).await;
+        let _ =
+            tokio::task::spawn_blocking(move || doomed.into_iter().for_each(|r| r.stop())).await;
     }
     let changed = {
         let mut nat = d.net.proxy_nat.lock().expect("proxy nat");
@@ -206,7 +224,13 @@ pub async fn stop(d: &Arc<Daemon>, instance: &str, only: Option<&str>) {
 }
 
 /// Hot-plug: start added or changed proxy devices, stop removed or changed ones.
-pub async fn apply_live(d: &Arc<Daemon>, old: &Expanded, new: &Expanded, instance: &str, pid: i32) -> Result<()> {
+pub async fn apply_live(
+    d: &Arc<Daemon>,
+    old: &Expanded,
+    new: &Expanded,
+    instance: &str,
+    pid: i32,
+) -> Result<()> {
     let (o, n) = (proxies(&old.devices), proxies(&new.devices));
     for (dev, cfg) in &o {
         if n.get(dev) != Some(cfg) {
