@@ -499,6 +499,31 @@ fn host_bridge_gets_addresses_from_the_physical_network() {
     assert_eq!(used["used_by"][0], format!("/1.0/instances/{c1}").as_str());
     let out = exec(&d, c1.as_str(), &format!("ping -c 1 -W 3 172.31.{net}.1"));
     assert!(out.status.success(), "{}", text(&out.stdout));
+    // A macvlan on the same host bridge, hot-plugged, also gets a lease from that network.
+    d.real_lxc_ok(&[
+        "config",
+        "device",
+        "add",
+        c1.as_str(),
+        "eth1",
+        "nic",
+        "nictype=macvlan",
+        &format!("parent={hb}"),
+        "name=eth1",
+    ]);
+    let out = exec(
+        &d,
+        c1.as_str(),
+        "udhcpc -i eth1 -n -q -t 5 -T 1 -s /usr/share/udhcpc/default.script && ip -4 addr show eth1",
+    );
+    assert!(
+        text(&out.stdout).contains(&format!("inet 172.31.{net}.1")),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    d.real_lxc_ok(&["config", "device", "remove", c1.as_str(), "eth1"]);
+    assert!(!exec(&d, c1.as_str(), "ip link show eth1").status.success());
     // Stopping removes the host end of the veth.
     let veth = d.query_json(&format!("/1.0/instances/{c1}"))["config"]["volatile.eth0.host_name"]
         .as_str()
