@@ -355,8 +355,11 @@ async fn run_websocket(
         let (master, slave) = lxd_runtime::attach::open_container_pty(req.init_pid)
             .map_err(|e| ApiError::internal(format!("Failed to allocate a pty: {e}")))?;
         if width > 0 && height > 0 {
-            let _ =
-                lxd_runtime::attach::set_window_size(master.as_fd(), width as u16, height as u16);
+            let _ = lxd_runtime::attach::set_window_size(
+                master.as_fd(),
+                width as u16,
+                height as u16,
+            );
         }
         let dup = |fd: &OwnedFd| -> Result<std::process::Stdio> {
             Ok(std::process::Stdio::from(fd.try_clone().map_err(|e| {
