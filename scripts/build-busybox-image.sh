@@ -39,9 +39,47 @@ cat > "$R/etc/init.d/rcS" <<'EOT'
 grep -q ' /run ' /proc/mounts || mount -t tmpfs -o mode=755 tmpfs /run
 grep -q ' /tmp ' /proc/mounts || mount -t tmpfs -o mode=1777 tmpfs /tmp
 [ -s /etc/hostname ] && hostname -F /etc/hostname
+ip link set lo up
+# DHCP on eth0 when the instance has one; in the background so boot does not wait for a lease.
+if ip link show eth0 >/dev/null 2>&1; then
+    udhcpc -i eth0 -f -t 10 -T 1 -A 2 -x "hostname:$(hostname)" \
+        -s /usr/share/udhcpc/default.script >/dev/null 2>&1 </dev/null &
+fi
 echo "rcS done" > /run/rcS.done
 EOT
 chmod 755 "$R/etc/init.d/rcS"
+mkdir -p "$R/usr/share/udhcpc"
+cat > "$R/usr/share/udhcpc/default.script" <<'EOT'
+#!/bin/sh
+# udhcpc event script: set the leased address, the default route and resolv.conf.
+[ -n "$interface" ] || exit 1
+case "$1" in
+deconfig)
+    ip link set "$interface" up
+    ip -4 addr flush dev "$interface"
+    ;;
+bound|renew)
+    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/${mask:-24} "; then
+        ip -4 addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+    fi
+    if [ -n "$router" ]; then
+        while ip route del default dev "$interface" 2>/dev/null; do :; done
+        for r in $router; do
+            ip route add default via "$r" dev "$interface"
+            break
+        done
+    fi
+    {
+        [ -n "$domain" ] && echo "search $domain"
+        for s in $dns; do echo "nameserver $s"; done
+    } > /etc/resolv.conf.new
+    mv /etc/resolv.conf.new /etc/resolv.conf
+    ;;
+esac
+exit 0
+EOT
+chmod 755 "$R/usr/share/udhcpc/default.script"
 cat > "$R/etc/passwd" <<'EOT'
 root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false

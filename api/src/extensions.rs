@@ -38,4 +38,11 @@ pub const API_EXTENSIONS: &[&str] = &[
     "event_location",
     "operation_wait",
     "console",
+    "network_leases",
+    "network_state",
+    "network_forward",
+    "instance_nic_network",
+    "proxy",
+    "proxy_unix",
+    "proxy_udp",
 ];

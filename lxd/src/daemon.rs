@@ -37,6 +37,8 @@ pub struct Daemon {
     ready: AtomicBool,
     instance_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub pools: RwLock<HashMap<String, Arc<dyn lxd_storage::Driver>>>,
+    /// Managed networks: dnsmasq supervisors, proxy relays, the ruleset lock.
+    pub net: crate::network::NetState,
 }
 
 /// The directories under `$LXD_DIR`, created at start.
@@ -50,6 +52,7 @@ pub const SUBDIRS: &[(&str, u32)] = &[
     ("run", 0o711),
     ("disks", 0o700),
     ("devices", 0o711),
+    ("networks", 0o711),
 ];
 
 impl Daemon {
@@ -75,6 +78,7 @@ impl Daemon {
             ready: AtomicBool::new(false),
             instance_locks: Mutex::new(HashMap::new()),
             pools: RwLock::new(HashMap::new()),
+            net: Default::default(),
         });
         d.ensure_default_profile()?;
         Ok(d)

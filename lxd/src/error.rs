@@ -84,3 +84,49 @@ impl From<tokio::task::JoinError> for ApiError {
 pub fn io_err(what: &str, path: &std::path::Path, e: std::io::Error) -> ApiError {
     ApiError::internal(format!("Failed to {what} {}: {e}", path.display()))
 }
+
+impl From<lxd_network::Error> for ApiError {
+    fn from(e: lxd_network::Error) -> Self {
+        use lxd_network::Error as E;
+        let status = match &e {
+            E::Config(_) => StatusCode::BAD_REQUEST,
+            E::Addr(lxd_network::addr::Error::BadRange(_))
+            | E::Addr(lxd_network::addr::Error::RangeOutside(..)) => StatusCode::BAD_REQUEST,
+            E::Link(lxd_network::link::Error::NotFound(_)) => StatusCode::NOT_FOUND,
+            E::Link(lxd_network::link::Error::Exists(_)) => StatusCode::CONFLICT,
+            E::Proxy(lxd_network::proxy::Error::Parse(..)) => StatusCode::BAD_REQUEST,
+            E::Proxy(lxd_network::proxy::Error::InUse(_)) => StatusCode::CONFLICT,
+            E::Firewall(lxd_network::firewall::Error::BadName(_)) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let msg = e.to_string();
+        // Sentences start with a capital letter, as LXD's errors do.
+        let mut c = msg.chars();
+        let msg = match c.next() {
+            Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+            None => msg,
+        };
+        ApiError::new(status, msg)
+    }
+}
+
+macro_rules! from_network_module {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ApiError {
+            fn from(e: $t) -> Self {
+                ApiError::from(lxd_network::Error::from(e))
+            }
+        }
+    )*};
+}
+
+from_network_module!(
+    lxd_network::addr::Error,
+    lxd_network::config::Error,
+    lxd_network::dnsmasq::Error,
+    lxd_network::firewall::Error,
+    lxd_network::link::Error,
+    lxd_network::netns::Error,
+    lxd_network::proxy::Error,
+    lxd_network::sysctl::Error
+);

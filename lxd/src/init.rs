@@ -20,15 +20,60 @@ pub struct Preseed {
     pub profiles: Vec<lxd_api::profile::ProfilesPost>,
 }
 
-/// What `--auto` (and Enter through every question) sets up.
-pub fn auto_preseed(backend: &str, pool: &str) -> Preseed {
+/// The bridge `--auto` creates: the first `lxdbrN` that is not already a host interface, as
+/// LXD's `main_init_auto.go` picks it (so a real LXD's `lxdbr0` is never touched).
+pub fn first_free_bridge(from: u32) -> String {
+    (from..)
+        .map(|i| format!("lxdbr{i}"))
+        .find(|n| !std::path::Path::new("/sys/class/net").join(n).exists())
+        .expect("an unused lxdbrN exists")
+}
+
+/// A managed bridge for a preseed, and the `eth0` NIC of the default profile on it.
+pub fn bridge_preseed(
+    name: &str,
+    ipv4: &str,
+    ipv6: &str,
+) -> (lxd_api::network::NetworksPost, lxd_api::ConfigMap) {
+    let mut config = lxd_api::ConfigMap::new();
+    config.insert("ipv4.address".into(), ipv4.into());
+    config.insert("ipv6.address".into(), ipv6.into());
+    let net = lxd_api::network::NetworksPost {
+        name: name.into(),
+        kind: "bridge".into(),
+        config,
+        ..Default::default()
+    };
+    (net, nic_device(&[("network", name)]))
+}
+
+fn nic_device(pairs: &[(&str, &str)]) -> lxd_api::ConfigMap {
+    let mut nic = lxd_api::ConfigMap::new();
+    nic.insert("type".into(), "nic".into());
+    nic.insert("name".into(), "eth0".into());
+    for (k, v) in pairs {
+        nic.insert(k.to_string(), v.to_string());
+    }
+    nic
+}
+
+/// What `--auto` (and Enter through every question) sets up: a storage pool, a managed bridge
+/// (unless `bridge` is None) and the default profile's `root` and `eth0` devices.
+pub fn auto_preseed(backend: &str, pool: &str, bridge: Option<&str>) -> Preseed {
     let mut root = lxd_api::ConfigMap::new();
     root.insert("path".into(), "/".into());
     root.insert("pool".into(), pool.into());
     root.insert("type".into(), "disk".into());
     let mut devices = lxd_api::DevicesMap::new();
     devices.insert("root".into(), root);
+    let mut networks = Vec::new();
+    if let Some(b) = bridge {
+        let (net, nic) = bridge_preseed(b, "auto", "none");
+        networks.push(net);
+        devices.insert("eth0".into(), nic);
+    }
     Preseed {
+        networks,
         storage_pools: vec![lxd_api::storage::StoragePoolsPost {
             name: pool.into(),
             driver: backend.into(),
@@ -50,8 +95,25 @@ pub async fn apply(c: &LocalClient, p: &Preseed) -> anyhow::Result<()> {
         c.query("PATCH", "/1.0", Some(&json!({"config": p.config})))
             .await?;
     }
-    if !p.networks.is_empty() {
-        anyhow::bail!("Networks in preseeds are not supported yet");
+    for net in &p.networks {
+        match c
+            .query("GET", &format!("/1.0/networks/{}", net.name), None)
+            .await
+        {
+            Ok(existing) if existing["managed"].as_bool() == Some(true) => {
+                let body = json!({"config": net.config, "description": net.description});
+                c.query("PATCH", &format!("/1.0/networks/{}", net.name), Some(&body))
+                    .await?;
+            }
+            Ok(_) => anyhow::bail!(
+                "Network interface \"{}\" already exists and is not managed by us",
+                net.name
+            ),
+            Err(_) => {
+                c.query("POST", "/1.0/networks", Some(&serde_json::to_value(net)?))
+                    .await?;
+            }
+        }
     }
     for pool in &p.storage_pools {
         match c
@@ -156,6 +218,7 @@ pub fn interactive(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     drivers: &[String],
+    default_bridge: &str,
 ) -> anyhow::Result<(Preseed, bool)> {
     let mut p = Preseed::default();
     if ask_bool(input, out, "Would you like to use LXD clustering?", false)? {
@@ -216,16 +279,56 @@ pub fn interactive(
         }
         p.storage_pools.push(pool);
     }
+    let mut eth0 = None;
     if ask_bool(
         input,
         out,
         "Would you like to create a new local network bridge?",
+        true,
+    )? {
+        let name = ask(
+            input,
+            out,
+            "What should the new bridge be called?",
+            default_bridge,
+        )?;
+        let ipv4 = ask(
+            input,
+            out,
+            "What IPv4 address should be used? (CIDR subnet notation, “auto” or “none”)",
+            "auto",
+        )?;
+        let ipv6 = ask(
+            input,
+            out,
+            "What IPv6 address should be used? (“none”; IPv6 is not supported yet)",
+            "none",
+        )?;
+        let (net, nic) = bridge_preseed(&name, &ipv4, &ipv6);
+        p.networks.push(net);
+        eth0 = Some(nic);
+    } else if ask_bool(
+        input,
+        out,
+        "Would you like to configure LXD to use an existing bridge or host interface?",
         false,
     )? {
-        writeln!(
+        let parent = ask(
+            input,
             out,
-            "Managed networks are not supported yet; skipping the bridge."
+            "Name of the existing bridge or host interface",
+            "",
         )?;
+        let nictype = if std::path::Path::new("/sys/class/net")
+            .join(&parent)
+            .join("bridge")
+            .exists()
+        {
+            "bridged"
+        } else {
+            "macvlan"
+        };
+        eth0 = Some(nic_device(&[("nictype", nictype), ("parent", &parent)]));
     }
     if ask_bool(
         input,
@@ -257,13 +360,18 @@ pub fn interactive(
         p.config
             .insert("images.auto_update_interval".into(), "0".into());
     }
-    if !pool_name.is_empty() {
-        let mut root = lxd_api::ConfigMap::new();
-        root.insert("path".into(), "/".into());
-        root.insert("pool".into(), pool_name);
-        root.insert("type".into(), "disk".into());
+    if !pool_name.is_empty() || eth0.is_some() {
         let mut devices = lxd_api::DevicesMap::new();
-        devices.insert("root".into(), root);
+        if !pool_name.is_empty() {
+            let mut root = lxd_api::ConfigMap::new();
+            root.insert("path".into(), "/".into());
+            root.insert("pool".into(), pool_name);
+            root.insert("type".into(), "disk".into());
+            devices.insert("root".into(), root);
+        }
+        if let Some(nic) = eth0 {
+            devices.insert("eth0".into(), nic);
+        }
         p.profiles.push(lxd_api::profile::ProfilesPost {
             name: "default".into(),
             devices,
@@ -285,18 +393,26 @@ mod tests {
 
     #[test]
     fn enter_through_everything_equals_auto() {
-        let mut input = std::io::Cursor::new("\n\n\n\n\n\n\n\n");
+        let mut input = std::io::Cursor::new("\n\n\n\n\n\n\n\n\n\n\n\n");
         let mut out = Vec::new();
-        let (p, print) =
-            interactive(&mut input, &mut out, &["dir".into(), "btrfs".into()]).unwrap();
+        let (p, print) = interactive(
+            &mut input,
+            &mut out,
+            &["dir".into(), "btrfs".into()],
+            "lxdbr1",
+        )
+        .unwrap();
         assert!(!print);
-        let auto = auto_preseed("dir", "default");
+        let auto = auto_preseed("dir", "default", Some("lxdbr1"));
         assert_eq!(
             yaml_serde::to_string(&p).unwrap(),
             yaml_serde::to_string(&auto).unwrap()
         );
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("Name of the storage backend to use (dir, btrfs) [default=dir]: "));
+        assert!(text.contains("What should the new bridge be called? [default=lxdbr1]: "));
+        assert_eq!(p.networks[0].config["ipv4.address"], "auto");
+        assert_eq!(p.profiles[0].devices["eth0"]["network"], "lxdbr1");
     }
 
     #[test]
@@ -306,5 +422,22 @@ mod tests {
         assert_eq!(p.storage_pools[0].driver, "dir");
         assert_eq!(p.profiles[0].devices["root"]["pool"], "default");
         assert_eq!(p.config["images.auto_update_interval"], "0");
+    }
+
+    #[test]
+    fn preseed_networks_and_no_bridge() {
+        let y = "networks:\n- name: br7\n  type: bridge\n  config:\n    ipv4.address: 10.77.0.1/24\n    ipv4.nat: \"true\"\nprofiles:\n- name: default\n  devices:\n    eth0:\n      name: eth0\n      network: br7\n      type: nic\n";
+        let p: Preseed = yaml_serde::from_str(y).unwrap();
+        assert_eq!(p.networks[0].name, "br7");
+        assert_eq!(p.networks[0].config["ipv4.nat"], "true");
+        let auto = auto_preseed("dir", "default", None);
+        assert!(auto.networks.is_empty());
+        assert!(!auto.profiles[0].devices.contains_key("eth0"));
+        let auto = auto_preseed("dir", "default", Some("lxdbr3"));
+        assert_eq!(auto.networks[0].name, "lxdbr3");
+        assert_eq!(auto.networks[0].config["ipv6.address"], "none");
+        assert_eq!(auto.profiles[0].devices["eth0"]["name"], "eth0");
+        let name = first_free_bridge(0);
+        assert!(name.starts_with("lxdbr"));
     }
 }

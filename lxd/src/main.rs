@@ -47,6 +47,13 @@ enum Cmd {
         /// Size in GiB of the new loop device
         #[arg(long = "storage-create-loop")]
         storage_create_loop: Option<u64>,
+        /// Managed bridge to create with --auto ("none" for no network; default: the first
+        /// free lxdbrN)
+        #[arg(long = "network-bridge")]
+        network_bridge: Option<String>,
+        /// IPv4 address of that bridge (CIDR, "auto" or "none")
+        #[arg(long = "network-ipv4", default_value = "auto")]
+        network_ipv4: String,
     },
     /// Wait for LXD to be ready to process requests
     Waitready {
@@ -170,15 +177,63 @@ async fn shutdown(dir: &std::path::Path, timeout: u64) -> anyhow::Result<()> {
     }
 }
 
-async fn init(
-    dir: &std::path::Path,
+#[derive(Debug)]
+struct InitArgs {
     auto: bool,
     preseed: bool,
     dump: bool,
-    backend: &str,
-    pool: &str,
+    backend: String,
+    pool: String,
     loop_size: Option<u64>,
-) -> anyhow::Result<()> {
+    bridge: Option<String>,
+    ipv4: String,
+}
+
+/// `--auto`: like LXD, create a bridge only when no managed network exists yet. When the bridge
+/// name was not given, the first free `lxdbrN` is taken, and the next one if another process
+/// took it meanwhile.
+async fn init_auto(c: &lxd::local_client::LocalClient, a: &InitArgs) -> anyhow::Result<()> {
+    let networks = c.query("GET", "/1.0/networks?recursion=1", None).await?;
+    let has_managed = networks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|n| n["managed"].as_bool() == Some(true));
+    let explicit = a.bridge.as_deref();
+    let want_bridge = explicit != Some("none") && !has_managed;
+    let mut from = 0;
+    for _ in 0..10 {
+        let name = match explicit {
+            Some(n) if n != "none" => n.to_string(),
+            _ => lxd::init::first_free_bridge(from),
+        };
+        let mut p =
+            lxd::init::auto_preseed(&a.backend, &a.pool, want_bridge.then_some(name.as_str()));
+        if let Some(gib) = a.loop_size {
+            p.storage_pools[0]
+                .config
+                .insert("size".into(), format!("{gib}GiB"));
+        }
+        if let Some(n) = p.networks.first_mut() {
+            n.config.insert("ipv4.address".into(), a.ipv4.clone());
+        }
+        match lxd::init::apply(c, &p).await {
+            Err(e)
+                if want_bridge
+                    && explicit.is_none()
+                    && e.to_string()
+                        .contains(&format!("\"{name}\" already exists")) =>
+            {
+                from = name.trim_start_matches("lxdbr").parse::<u32>().unwrap_or(0) + 1;
+            }
+            other => return other,
+        }
+    }
+    anyhow::bail!("No free lxdbrN bridge name found")
+}
+
+async fn init(dir: &std::path::Path, a: InitArgs) -> anyhow::Result<()> {
+    let (auto, preseed, dump) = (a.auto, a.preseed, a.dump);
     let c = lxd::local_client::LocalClient::new(dir)?;
     if dump {
         let server = c.query("GET", "/1.0", None).await?;
@@ -196,6 +251,12 @@ async fn init(
         for prof in profiles.as_array().into_iter().flatten() {
             p.profiles.push(serde_json::from_value(prof.clone())?);
         }
+        let networks = c.query("GET", "/1.0/networks?recursion=1", None).await?;
+        for n in networks.as_array().into_iter().flatten() {
+            if n["managed"].as_bool() == Some(true) {
+                p.networks.push(serde_json::from_value(n.clone())?);
+            }
+        }
         print!("{}", yaml_serde::to_string(&p)?);
         return Ok(());
     }
@@ -204,13 +265,7 @@ async fn init(
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
         yaml_serde::from_str(&text).map_err(|e| anyhow::anyhow!("Invalid preseed YAML: {e}"))?
     } else if auto {
-        let mut p = lxd::init::auto_preseed(backend, pool);
-        if let Some(gib) = loop_size {
-            p.storage_pools[0]
-                .config
-                .insert("size".into(), format!("{gib}GiB"));
-        }
-        p
+        return init_auto(&c, &a).await;
     } else {
         let server = c.query("GET", "/1.0", None).await?;
         let drivers: Vec<String> = server["environment"]["storage_supported_drivers"]
@@ -222,7 +277,12 @@ async fn init(
         let stdin = std::io::stdin();
         let mut input = stdin.lock();
         let mut out = std::io::stdout();
-        let (p, print) = lxd::init::interactive(&mut input, &mut out, &drivers)?;
+        let (p, print) = lxd::init::interactive(
+            &mut input,
+            &mut out,
+            &drivers,
+            &lxd::init::first_free_bridge(0),
+        )?;
         if print {
             println!("{}", yaml_serde::to_string(&p)?);
         }
@@ -266,15 +326,21 @@ fn main() {
                 storage_backend,
                 storage_pool,
                 storage_create_loop,
+                network_bridge,
+                network_ipv4,
             }) => {
                 init(
                     &dir,
-                    auto,
-                    preseed,
-                    dump,
-                    &storage_backend,
-                    &storage_pool,
-                    storage_create_loop,
+                    InitArgs {
+                        auto,
+                        preseed,
+                        dump,
+                        backend: storage_backend,
+                        pool: storage_pool,
+                        loop_size: storage_create_loop,
+                        bridge: network_bridge,
+                        ipv4: network_ipv4,
+                    },
                 )
                 .await
             }

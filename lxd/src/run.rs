@@ -152,6 +152,7 @@ pub async fn shutdown_instances(d: &Arc<Daemon>) -> anyhow::Result<()> {
 pub async fn serve(opts: DaemonOptions) -> anyhow::Result<()> {
     let d = Daemon::open(&opts.dir)?;
     mount_pools(&d).await?;
+    crate::network::startup(&d).await?;
     let listener = crate::endpoints::bind_unix(&d.socket_path(), opts.group.as_deref()).await?;
     let app = crate::api::router(d.clone());
     let stop = d.stop.clone();
@@ -185,6 +186,7 @@ pub async fn serve(opts: DaemonOptions) -> anyhow::Result<()> {
         for op in d.ops.running() {
             op.wait(Some(Duration::from_secs(10))).await;
         }
+        crate::network::shutdown(&d).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let _ = std::fs::remove_file(d.socket_path());

@@ -58,11 +58,16 @@ pub fn busybox_image() -> PathBuf {
         .map_err(|(_, e)| e)
         .expect("lock image dir");
     let img = dir.join("busybox.tar.xz");
-    if !img.exists() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("scripts")
-            .join("build-busybox-image.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scripts")
+        .join("build-busybox-image.sh");
+    // Rebuild when the script changed since the cached image was built.
+    let stale = |img: &Path| {
+        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        matches!((m(img), m(&script)), (Some(i), Some(s)) if s > i)
+    };
+    if !img.exists() || stale(&img) {
         let st = Command::new("sh")
             .arg(&script)
             .arg(&dir)
@@ -311,6 +316,7 @@ pub fn cleanup_dir(dir: &Path) {
             remove_cgroups(&format!("lxdrs.payload.{name}"));
         }
     }
+    cleanup_networks(dir);
     // Unmount anything still mounted below the dir, deepest first.
     let prefix = dir.to_string_lossy().into_owned();
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
@@ -324,6 +330,37 @@ pub fn cleanup_dir(dir: &Path) {
         let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Remove what a daemon that did not shut down cleanly left of its managed networks: dnsmasq,
+/// the bridge and its chains in our nft table.
+pub fn cleanup_networks(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir.join("networks")) else {
+        return;
+    };
+    let mut gone = Vec::new();
+    for e in rd.flatten() {
+        if !e.path().is_dir() {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        lxd_network::dnsmasq::kill_stale(&lxd_network::dnsmasq::Paths::new(e.path()), &name);
+        if Path::new("/sys/class/net")
+            .join(&name)
+            .join("bridge")
+            .exists()
+        {
+            let _ = Command::new("ip")
+                .args(["link", "del", "dev", &name])
+                .status();
+        }
+        gone.push(lxd_network::firewall::BridgeRules::removed(&name));
+    }
+    if !gone.is_empty()
+        && let Ok(script) = lxd_network::firewall::render_ruleset(&gone)
+    {
+        let _ = lxd_network::firewall::apply(&script);
+    }
 }
 
 /// Remove a cgroup directory (and children) under every hierarchy, killing what is left in it.

@@ -89,6 +89,7 @@ async fn list(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> A
 
 async fn create(State(d): State<AppState>, Json(req): Json<InstancesPost>) -> ApiResult {
     let (row, image) = instance::prepare_create(&d, &req)?;
+    crate::network::nic::validate_row(&d, &row).await?;
     let name = row.name.clone();
     let start = req.start;
     let d2 = d.clone();
@@ -168,6 +169,7 @@ async fn replace(
         );
         return Ok(async_op(&op.to_api()));
     }
+    crate::network::nic::validate_put(&d, &name, &put).await?;
     let op = d.ops.start_task(
         "Updating instance",
         instance_resources(&[&name]),

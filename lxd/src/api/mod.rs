@@ -6,6 +6,7 @@ mod files;
 mod images;
 mod instances;
 mod internal;
+mod networks;
 mod operations;
 mod profiles;
 mod projects;
@@ -38,6 +39,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .merge(files::routes())
         .merge(images::routes())
         .merge(storage::routes())
+        .merge(networks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(d)

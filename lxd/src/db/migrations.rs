@@ -95,4 +95,16 @@ CREATE TABLE certificates (
     restricted INTEGER NOT NULL DEFAULT 0
 );
 "#,
+    // 2: network forwards (listen address + ports as JSON), owned by their network.
+    r#"
+CREATE TABLE network_forwards (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    listen_address TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    config TEXT NOT NULL DEFAULT '{}',
+    ports TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (network_id, listen_address)
+);
+"#,
 ];

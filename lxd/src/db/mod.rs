@@ -6,6 +6,7 @@ mod migrations;
 
 pub mod images;
 pub mod instances;
+pub mod networks;
 pub mod pools;
 pub mod profiles;
 

@@ -188,12 +188,11 @@ fn validate_one(name: &str, dev: &ConfigMap, in_profile: bool) -> Result<()> {
                 return Err(bad(name, format!("\"nat\" must be a boolean, not \"{v}\"")));
             }
         }
-        "unix-char" | "unix-block" => {
+        "unix-char" | "unix-block"
             if dev.get("source").is_none_or(String::is_empty)
-                && dev.get("path").is_none_or(String::is_empty)
-            {
-                return Err(bad(name, "unix devices need a source or a path"));
-            }
+                && dev.get("path").is_none_or(String::is_empty) =>
+        {
+            return Err(bad(name, "unix devices need a source or a path"));
         }
         _ => {}
     }

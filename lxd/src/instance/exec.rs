@@ -276,11 +276,7 @@ async fn pump_in<W: AsyncWrite + Unpin>(
                 let _ = w.flush().await;
             }
             Message::Text(t) if t.is_empty() => break,
-            Message::Text(t) => {
-                if w.write_all(t.as_bytes()).await.is_err() {
-                    break;
-                }
-            }
+            Message::Text(t) if w.write_all(t.as_bytes()).await.is_err() => break,
             Message::Close(_) => break,
             _ => {}
         }

@@ -183,10 +183,33 @@ pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
             .map(|r| r.host_id.to_string())
             .unwrap_or_else(|| "0".into()),
     );
-    d.db.instance_update(&row)?;
+    // Network devices: proxies bind their host side first (a busy port fails the start before
+    // anything runs), then the NICs' links are made for the runtime to move in.
+    let proxies = crate::network::proxy::prepare_all(d, &name, &expanded)?;
+    let nics = crate::network::nic::start(d, &mut row, &expanded).await?;
+    if let Err(e) = d.db.instance_update(&row) {
+        crate::network::nic::failed(&nics).await;
+        return Err(e);
+    }
 
-    let spec = rt::build_spec(d, &name, &rootfs, &expanded, map, mode)?;
-    rt::forkstart(d, &name, &spec).await?;
+    let mut spec = match rt::build_spec(d, &name, &rootfs, &expanded, map, mode) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::network::nic::failed(&nics).await;
+            return Err(e);
+        }
+    };
+    spec.nics = nics.runtime.clone();
+    if let Err(e) = rt::forkstart(d, &name, &spec).await {
+        crate::network::nic::failed(&nics).await;
+        return Err(e);
+    }
+    if let Some(pid) = rt::probe(d, &name).init_pid() {
+        crate::network::nic::post_start(pid, &nics).await;
+        if let Err(e) = crate::network::proxy::run(d, &name, pid, proxies).await {
+            tracing::error!(instance = %name, "failed to start proxy devices: {e}");
+        }
+    }
 
     row.config
         .insert("volatile.last_state.power".into(), "RUNNING".into());
@@ -259,6 +282,8 @@ pub async fn stop_locked(
 /// listeners. Idempotent.
 async fn after_stop(d: &Arc<Daemon>, row: &InstanceRow, record: bool) {
     let name = row.name.clone();
+    crate::network::proxy::stop(d, &name, None).await;
+    crate::network::nic::stop(d, &name).await;
     if record
         && let Ok(mut cur) = d.db.instance(&name)
         && cur
@@ -383,6 +408,7 @@ pub async fn reattach(d: &Arc<Daemon>) -> Result<()> {
             }
             _ => {
                 tracing::info!(instance = %row.name, "re-attached to running instance");
+                crate::network::proxy::reattach(d, &row.name).await;
                 watch(d.clone(), row.name.clone());
             }
         }
@@ -395,8 +421,13 @@ pub async fn apply_live(d: &Arc<Daemon>, old: &InstanceRow, new: &InstanceRow) -
     if !rt::probe(d, &new.name).is_active() {
         return Ok(());
     }
-    let _ = old;
+    let old_expanded = expand_row(d, old)?;
     let expanded = expand_row(d, new)?;
     let limits = rt::limits(&expanded.config)?;
-    rt::apply_limits(d, &new.name, limits).await
+    rt::apply_limits(d, &new.name, limits).await?;
+    if let Some(pid) = rt::probe(d, &new.name).init_pid() {
+        crate::network::nic::apply_live(d, &old_expanded, &expanded, &new.name, pid).await?;
+        crate::network::proxy::apply_live(d, &old_expanded, &expanded, &new.name, pid).await?;
+    }
+    Ok(())
 }

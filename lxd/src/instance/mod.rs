@@ -347,6 +347,7 @@ pub async fn delete(d: &Arc<Daemon>, name: &str, force: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(d.run_dir(name));
     let _ = std::fs::remove_dir_all(d.log_dir(name));
     d.db.instance_delete(name)?;
+    let _ = crate::network::sync_all_hosts(d).await;
     d.events.lifecycle(
         "instance-deleted",
         &format!("/1.0/instances/{name}"),
@@ -386,6 +387,7 @@ pub async fn rename(d: &Arc<Daemon>, old: &str, new: &str) -> Result<()> {
     let _ = std::os::unix::fs::symlink(&path, d.dir.join("containers").join(new));
     let _ = std::fs::remove_dir_all(d.run_dir(old));
     let _ = std::fs::rename(d.log_dir(old), d.log_dir(new));
+    let _ = crate::network::sync_all_hosts(d).await;
     d.events.lifecycle(
         "instance-renamed",
         &format!("/1.0/instances/{new}"),
@@ -422,6 +424,7 @@ pub async fn update(d: &Arc<Daemon>, name: &str, put: InstancePut) -> Result<()>
             "Changing the root disk's pool is not supported; use lxc move -s",
         ));
     }
+    crate::network::nic::validate(d, &expanded.devices, name).await?;
     fill_volatile(&mut config, &expanded.devices);
     let old = row.clone();
     row.config = config;

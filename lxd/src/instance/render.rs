@@ -101,6 +101,62 @@ fn network(pid: i32) -> BTreeMap<String, InstanceStateNetwork> {
     out
 }
 
+/// Interfaces, addresses, MACs and MTUs read with netlink from inside the container's network
+/// namespace (a short-lived thread joins it; see `lxd_network::netns`). None when that fails, and
+/// the caller falls back to /proc/PID/net.
+fn network_from_netns(
+    row: &InstanceRow,
+    pid: i32,
+) -> Option<BTreeMap<String, InstanceStateNetwork>> {
+    let ifaces = lxd_network::netns::interfaces(pid).ok()?;
+    let host_name = |ifname: &str| -> String {
+        row.config
+            .iter()
+            .filter_map(|(k, v)| {
+                let dev = k.strip_prefix("volatile.")?.strip_suffix(".name")?;
+                (v == ifname).then(|| {
+                    row.config
+                        .get(&format!("volatile.{dev}.host_name"))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+            })
+            .next()
+            .unwrap_or_default()
+    };
+    let mut out = BTreeMap::new();
+    for (l, addrs) in ifaces {
+        let lo = l.name == "lo";
+        out.insert(
+            l.name.clone(),
+            InstanceStateNetwork {
+                addresses: addrs
+                    .iter()
+                    .map(|a| InstanceStateNetworkAddress {
+                        family: if a.addr.is_ipv4() { "inet" } else { "inet6" }.into(),
+                        address: a.addr.to_string(),
+                        netmask: a.prefix.to_string(),
+                        scope: a.scope.into(),
+                    })
+                    .collect(),
+                counters: InstanceStateNetworkCounters {
+                    bytes_received: l.rx_bytes as i64,
+                    packets_received: l.rx_packets as i64,
+                    bytes_sent: l.tx_bytes as i64,
+                    packets_sent: l.tx_packets as i64,
+                    ..Default::default()
+                },
+                hwaddr: if lo { String::new() } else { l.mac.clone() },
+                host_name: host_name(&l.name),
+                mtu: i64::from(l.mtu),
+                state: if l.up { "up" } else { "down" }.into(),
+                kind: if lo { "loopback" } else { "broadcast" }.into(),
+            },
+        );
+    }
+    Some(out)
+}
+
 pub fn state(d: &Daemon, row: &InstanceRow, st: RunState) -> InstanceState {
     let (status, code) = st.status();
     let mut s = InstanceState {
@@ -121,7 +177,10 @@ pub fn state(d: &Daemon, row: &InstanceRow, st: RunState) -> InstanceState {
                 usage: stats.cpu_usage_ns as i64,
             };
         }
-        s.network = Some(network(pid));
+        s.network = Some(match network_from_netns(row, pid) {
+            Some(n) => n,
+            None => network(pid),
+        });
     } else {
         s.pid = 0;
         s.processes = 0;

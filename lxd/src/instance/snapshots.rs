@@ -147,7 +147,7 @@ pub async fn restore(d: &Arc<Daemon>, name: &str, snap: &str) -> Result<()> {
     if was_running {
         super::lifecycle::stop_locked(d, &row, false, Some(std::time::Duration::from_secs(30)))
             .await
-            .or_else(|_| Ok::<(), ApiError>(()))?;
+            .or(Ok::<(), ApiError>(()))?;
         if rt::probe(d, name).is_active() {
             super::lifecycle::stop_locked(d, &row, true, None).await?;
         }
