@@ -169,7 +169,8 @@ mod tests {
     fn images_post_leaves_out_an_empty_expiry() {
         let v = serde_json::to_value(ImagesPost::default()).unwrap();
         assert!(v.get("expires_at").is_none());
-        let p: ImagesPost = serde_json::from_str(r#"{"expires_at":"2030-01-01T00:00:00Z"}"#).unwrap();
+        let p: ImagesPost =
+            serde_json::from_str(r#"{"expires_at":"2030-01-01T00:00:00Z"}"#).unwrap();
         assert_eq!(p.expires_at, "2030-01-01T00:00:00Z");
     }
 }

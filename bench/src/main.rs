@@ -333,11 +333,9 @@ fn main() -> Result<()> {
         "\nmedians of {} iterations, {} instances running for list/memory (busybox image, dir pool)\n",
         args.iterations, args.running
     );
-    let rows: Vec<(
-        &str,
-        Box<dyn Fn(&Results) -> String>,
-        Box<dyn Fn(&Results) -> f64>,
-    )> = vec![
+    type Show = Box<dyn Fn(&Results) -> String>;
+    type Value = Box<dyn Fn(&Results) -> f64>;
+    let rows: Vec<(&str, Show, Value)> = vec![
         (
             "launch",
             Box::new(|r: &Results| ms(r.launch)),

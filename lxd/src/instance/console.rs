@@ -91,7 +91,11 @@ async fn run(
                 };
                 match r {
                     Ok(n) if n > 0 => {
-                        if tx.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                        if tx
+                            .send(Message::Binary(buf[..n].to_vec().into()))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -122,8 +126,16 @@ async fn run(
                 if let Ok(c) = serde_json::from_str::<InstanceExecControl>(&t)
                     && c.command == "window-resize"
                 {
-                    let w = c.args.get("width").and_then(|v| v.parse().ok()).unwrap_or(0);
-                    let h = c.args.get("height").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let w = c
+                        .args
+                        .get("width")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let h = c
+                        .args
+                        .get("height")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
                     if w > 0 && h > 0 {
                         pty.resize(w, h);
                     }

@@ -288,7 +288,10 @@ fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
     let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
     let flags = nix::fcntl::OFlag::from_bits_truncate(flags);
     if !flags.contains(nix::fcntl::OFlag::O_NONBLOCK) {
-        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags | nix::fcntl::OFlag::O_NONBLOCK))?;
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFL(flags | nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
     }
     Ok(())
 }
