@@ -164,7 +164,22 @@ pub(crate) fn is_mountpoint(path: &Path) -> Result<bool> {
 pub(crate) fn unmount_all(path: &Path) -> Result<bool> {
     let mut did = false;
     while is_mountpoint(path)? {
-        runner::run("umount", [path])?;
+        // A process that is briefly inside the mount (a concurrent copy, a helper being forked)
+        // makes it busy: retry, then detach it lazily rather than leave the pool half-removed.
+        let mut res = runner::run("umount", [path]);
+        for _ in 0..20 {
+            match &res {
+                Err(crate::Error::Command { message, .. }) if message.contains("busy") => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    res = runner::run("umount", [path]);
+                }
+                _ => break,
+            }
+        }
+        if res.is_err() {
+            let p = path.as_os_str();
+            runner::run("umount", [std::ffi::OsStr::new("-l"), p])?;
+        }
         did = true;
     }
     Ok(did)
