@@ -37,6 +37,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "event_project",
     "event_location",
     "operation_wait",
+    "container_only_migration",
     "console",
     "network_leases",
     "network_state",

@@ -88,7 +88,7 @@ async fn list(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> A
 }
 
 async fn create(State(d): State<AppState>, Json(req): Json<InstancesPost>) -> ApiResult {
-    let (row, image) = instance::prepare_create(&d, &req)?;
+    let (row, source) = instance::prepare_create(&d, &req)?;
     crate::network::nic::validate_row(&d, &row).await?;
     let name = row.name.clone();
     let start = req.start;
@@ -98,7 +98,7 @@ async fn create(State(d): State<AppState>, Json(req): Json<InstancesPost>) -> Ap
         instance_resources(&[&name]),
         false,
         move |op| async move {
-            instance::create(&d2, &op, row, image).await?;
+            instance::create(&d2, &op, row, source).await?;
             if start {
                 lifecycle::start(&d2, &name).await?;
             }

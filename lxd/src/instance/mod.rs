@@ -143,11 +143,21 @@ pub fn resolve_image(
     }
 }
 
-/// Validate a create request and insert the instance row; the volume is made by `create_volume`.
-pub fn prepare_create(
-    d: &Daemon,
-    req: &InstancesPost,
-) -> Result<(InstanceRow, Option<crate::db::images::ImageRow>)> {
+/// Where a new instance's root filesystem comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Empty,
+    Image(crate::db::images::ImageRow),
+    /// A local copy of another instance (or of one of its snapshots).
+    Copy {
+        instance: String,
+        snapshot: Option<String>,
+        with_snapshots: bool,
+    },
+}
+
+/// Validate a create request and build the instance row; the volume is made by `create`.
+pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, Source)> {
     validate_name(&req.name)?;
     if !req.kind.is_empty() && req.kind != "container" {
         return Err(ApiError::bad_request(format!(
@@ -179,25 +189,49 @@ pub fn prepare_create(
     })?;
     d.pool(&pool)?;
 
-    let image = match req.source.kind.as_str() {
+    let source = match req.source.kind.as_str() {
         "image" => {
             if !req.source.server.is_empty() {
                 return Err(ApiError::bad_request(
                     "Creating instances from remote image servers is not supported yet",
                 ));
             }
-            Some(resolve_image(
+            Source::Image(resolve_image(
                 d,
                 &req.source.alias,
                 &req.source.fingerprint,
             )?)
         }
-        "none" | "" => None,
-        "copy" | "migration" => {
-            return Err(ApiError::bad_request(format!(
-                "Instance source \"{}\" is not supported yet",
-                req.source.kind
-            )));
+        "none" | "" => Source::Empty,
+        "copy" => {
+            if req.source.refresh {
+                return Err(ApiError::bad_request("Refreshing a copy is not supported yet"));
+            }
+            let (inst, snap) = match req.source.source.split_once('/') {
+                Some((i, s)) => (i.to_string(), Some(s.to_string())),
+                None => (req.source.source.clone(), None),
+            };
+            let src = d.db.instance_opt(&inst)?.ok_or_else(|| {
+                ApiError::not_found(format!("Source instance \"{inst}\" not found"))
+            })?;
+            if let Some(s) = &snap {
+                d.db.snapshot(&inst, s)?;
+            }
+            if src.pool != pool {
+                return Err(ApiError::bad_request(
+                    "Copying an instance to another storage pool is not supported yet",
+                ));
+            }
+            Source::Copy {
+                instance: inst,
+                with_snapshots: snap.is_none() && !req.source.instance_only,
+                snapshot: snap,
+            }
+        }
+        "migration" => {
+            return Err(ApiError::bad_request(
+                "Migration from another server is not supported yet",
+            ));
         }
         other => {
             return Err(ApiError::bad_request(format!(
@@ -206,8 +240,12 @@ pub fn prepare_create(
         }
     };
 
+    let image = match &source {
+        Source::Image(i) => Some(i),
+        _ => None,
+    };
     let mut config = req.config.clone();
-    if let Some(img) = &image {
+    if let Some(img) = image {
         for (k, v) in &img.properties {
             config
                 .entry(format!("image.{k}"))
@@ -217,15 +255,37 @@ pub fn prepare_create(
         config.insert("volatile.apply_template".into(), "create".into());
     }
     config.insert("volatile.last_state.idmap".into(), "[]".into());
+    let mut architecture = image
+        .map(|i| i.architecture.clone())
+        .unwrap_or_else(|| "x86_64".into());
+    if let Source::Copy {
+        instance,
+        snapshot,
+        ..
+    } = &source
+    {
+        // The copied files keep the source's on-disk ownership and image; the rest of the
+        // volatile keys (MACs, uuid, idmap) are regenerated, as LXD does.
+        let src = d.db.instance(instance)?;
+        let src_config = match snapshot {
+            Some(s) => d.db.snapshot(instance, s)?.config,
+            None => src.config.clone(),
+        };
+        config.retain(|k, _| !k.starts_with("volatile."));
+        for k in ["volatile.base_image", "volatile.last_state.idmap"] {
+            if let Some(v) = src_config.get(k).or_else(|| src.config.get(k)) {
+                config.insert(k.to_string(), v.clone());
+            }
+        }
+        config.insert("volatile.apply_template".into(), "copy".into());
+        architecture = src.architecture.clone();
+    }
     fill_volatile(&mut config, &expanded.devices);
     let at = now();
     let row = InstanceRow {
         id: 0,
         name: req.name.clone(),
-        architecture: image
-            .as_ref()
-            .map(|i| i.architecture.clone())
-            .unwrap_or_else(|| "x86_64".into()),
+        architecture,
         kind: "container".into(),
         ephemeral: req.ephemeral,
         stateful: req.stateful,
@@ -237,27 +297,38 @@ pub fn prepare_create(
         profiles,
         pool,
     };
-    Ok((row, image))
+    Ok((row, source))
 }
 
 /// Create the instance: row, storage volume (image unpacked once per pool), convenience symlink.
 /// Undoes what it did on failure.
-pub async fn create(
-    d: &Arc<Daemon>,
-    op: &Arc<Op>,
-    row: InstanceRow,
-    image: Option<crate::db::images::ImageRow>,
-) -> Result<()> {
+pub async fn create(d: &Arc<Daemon>, op: &Arc<Op>, row: InstanceRow, source: Source) -> Result<()> {
     let lock = d.instance_lock(&row.name);
     let _g = lock.lock().await;
-    d.db.instance_create(&row)?;
-    let res = create_volume(d, op, &row, image.as_ref()).await;
+    let id = d.db.instance_create(&row)?;
+    let res = create_volume(d, op, &row, &source).await;
     if let Err(e) = res {
         let _ = d.db.instance_delete(&row.name);
         return Err(e);
     }
-    if let Some(img) = &image {
+    if let Source::Image(img) = &source {
         let _ = d.db.image_touch(&img.fingerprint, &now());
+    }
+    if let Source::Copy {
+        instance,
+        with_snapshots: true,
+        ..
+    } = &source
+    {
+        for mut s in d.db.snapshots(instance)? {
+            s.instance_id = id;
+            s.config.retain(|k, _| {
+                !k.starts_with("volatile.")
+                    || k == "volatile.base_image"
+                    || k == "volatile.last_state.idmap"
+            });
+            d.db.snapshot_create(&s)?;
+        }
     }
     d.events.lifecycle(
         "instance-created",
@@ -271,12 +342,37 @@ async fn create_volume(
     d: &Arc<Daemon>,
     op: &Arc<Op>,
     row: &InstanceRow,
-    image: Option<&crate::db::images::ImageRow>,
+    source: &Source,
 ) -> Result<()> {
     let pool = d.pool(&row.pool)?;
     let name = row.name.clone();
-    let path = match image {
-        Some(img) => {
+    let path = match source {
+        Source::Copy {
+            instance,
+            snapshot,
+            with_snapshots,
+        } => {
+            let (src, snap, with) = (instance.clone(), snapshot.clone(), *with_snapshots);
+            // A running source on a driver without atomic copies is frozen meanwhile.
+            let freeze = snap.is_none()
+                && pool.info().running_copy_freeze
+                && matches!(runtime::probe(d, &src), runtime::RunState::Running { .. });
+            if freeze {
+                runtime::freeze(d, &src).await?;
+            }
+            let pool2 = pool.clone();
+            let src2 = src.clone();
+            let res = tokio::task::spawn_blocking(move || match snap {
+                Some(s) => pool2.create_instance_from_snapshot(&src2, &s, &name),
+                None => pool2.copy_instance(&src2, &name, with),
+            })
+            .await;
+            if freeze {
+                let _ = runtime::thaw(d, &src).await;
+            }
+            res??
+        }
+        Source::Image(img) => {
             let fp = img.fingerprint.clone();
             let images_dir = d.images_dir();
             let op2 = op.clone();
@@ -284,11 +380,15 @@ async fn create_volume(
             tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
                 if !pool2.image_volume_exists(&fp)? {
                     op2.progress("create_instance_from_image_unpack", "Unpack: 0%", Some(0));
+                    let opts = crate::images::UnpackOptions {
+                        xattrs: pool2.info().xattrs,
+                        ..Default::default()
+                    };
                     let mut filler = |dir: &std::path::Path| -> std::result::Result<
                         (),
                         Box<dyn std::error::Error + Send + Sync>,
                     > {
-                        crate::images::unpack_image(&images_dir, &fp, dir).map_err(
+                        crate::images::unpack_image_with(&images_dir, &fp, dir, &opts).map_err(
                             |e| -> Box<dyn std::error::Error + Send + Sync> {
                                 e.to_string().into()
                             },
@@ -305,7 +405,7 @@ async fn create_volume(
             })
             .await??
         }
-        None => {
+        Source::Empty => {
             let pool2 = pool.clone();
             tokio::task::spawn_blocking(move || pool2.create_instance_empty(&name)).await??
         }
