@@ -106,6 +106,16 @@ fn dispatch_helpers() {
             };
             lxd_runtime::attach::forkexec(&req)
         }
+        Some("forkmount") => {
+            let Some(json) = args.get(2) else {
+                fail("usage: lxd forkmount JSON")
+            };
+            let req: lxd_runtime::hotplug::MountRequest = match serde_json::from_str(json) {
+                Ok(r) => r,
+                Err(e) => fail(format!("invalid mount request: {e}")),
+            };
+            lxd_runtime::hotplug::forkmount(&req)
+        }
         Some("forkfile") => {
             let Some(json) = args.get(2) else {
                 fail("usage: lxd forkfile JSON")

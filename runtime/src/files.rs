@@ -204,7 +204,7 @@ fn open_root(req: &FileRequest) -> Result<(OwnedFd, Ids)> {
 
 /// Joins init's user (when it has its own) and mount namespaces and becomes the container's
 /// root, so files are created with the container's ids and through its idmapped mounts.
-fn enter(pid: i32) -> Result<()> {
+pub(crate) fn enter(pid: i32) -> Result<()> {
     let open = |ns: &str| -> Result<std::fs::File> {
         let p = format!("/proc/{pid}/ns/{ns}");
         std::fs::File::open(&p).map_err(|e| match e.kind() {

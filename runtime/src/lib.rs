@@ -21,6 +21,7 @@ mod container;
 pub mod control;
 pub mod error;
 pub mod files;
+pub mod hotplug;
 pub mod idmap;
 pub mod monitor;
 pub mod mounts;

@@ -517,7 +517,10 @@ impl Monitor {
             // (power off / halt): see pid_namespaces(7).
             WaitStatus::Signaled(_, Signal::SIGHUP, _) if self.pending_reason.is_none() => {
                 mlog!("init {} rebooted", self.init_pid);
-                return self.reboot();
+                if !self.spec.reboot_via_daemon {
+                    return self.reboot();
+                }
+                "reboot".to_string()
             }
             WaitStatus::Signaled(_, Signal::SIGINT, _) => "poweroff".to_string(),
             WaitStatus::Signaled(_, Signal::SIGKILL, _) => "killed".to_string(),

@@ -555,6 +555,7 @@ mod tests {
             console_log: "/tmp/c.log".into(),
             log_file: "/tmp/l.log".into(),
             nics: vec![],
+            reboot_via_daemon: false,
         }
     }
 

@@ -88,6 +88,10 @@ pub struct ContainerSpec {
     /// Pre-created network interfaces on the host to move into the container's netns
     /// (host-side name -> name inside). Filled by the networking issue.
     pub nics: Vec<Nic>,
+    /// Leave a reboot from inside to the daemon (it recreates host-side NICs and re-renders the
+    /// spec): the monitor records the stop reason `reboot` and exits instead of restarting init.
+    #[serde(default)]
+    pub reboot_via_daemon: bool,
 }
 
 /// A veth end (or other link) that the monitor moves into the container's network namespace.

@@ -200,6 +200,7 @@ pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
         }
     };
     spec.nics = nics.runtime.clone();
+    spec.reboot_via_daemon = !spec.nics.is_empty();
     if let Err(e) = rt::forkstart(d, &name, &spec).await {
         crate::network::nic::failed(&nics).await;
         return Err(e);
@@ -382,6 +383,22 @@ pub fn watch(d: Arc<Daemon>, name: String) {
             return;
         }
         let shutting_down = d.stop_mode() == Some(crate::daemon::StopMode::Shutdown);
+        let rebooted = matches!(
+            lxd_runtime::state::probe(&d.run_dir(&name)),
+            lxd_runtime::state::Probe::Stopped { reason: Some(r) } if r == "reboot"
+        );
+        if rebooted && !shutting_down && !row.ephemeral {
+            // A reboot from inside that the monitor left to us (host-side NICs): start again.
+            after_stop(&d, &row, false).await;
+            if let Err(e) = start_locked(&d, &row).await {
+                tracing::error!(instance = %name, "restart after reboot failed: {e}");
+                after_stop(&d, &row, true).await;
+            } else {
+                d.events
+                    .lifecycle("instance-restarted", &source(&name), serde_json::json!({}));
+            }
+            return;
+        }
         after_stop(&d, &row, !shutting_down).await;
         drop(g);
         if row.ephemeral && !shutting_down {
@@ -428,6 +445,41 @@ pub async fn apply_live(d: &Arc<Daemon>, old: &InstanceRow, new: &InstanceRow) -
     if let Some(pid) = rt::probe(d, &new.name).init_pid() {
         crate::network::nic::apply_live(d, &old_expanded, &expanded, &new.name, pid).await?;
         crate::network::proxy::apply_live(d, &old_expanded, &expanded, &new.name, pid).await?;
+        apply_disks_live(d, &old_expanded, &expanded, &new.name, pid).await?;
+    }
+    Ok(())
+}
+
+/// Hot-plug disk devices: unmount the ones removed or changed, mount the ones added or changed,
+/// and record the new set in spec.json so a reboot from inside keeps them.
+async fn apply_disks_live(
+    d: &Arc<Daemon>,
+    old: &super::Expanded,
+    new: &super::Expanded,
+    name: &str,
+    init_pid: i32,
+) -> Result<()> {
+    let privileged = is_true(&new.config, "security.privileged");
+    let before = rt::bind_mounts(old, privileged).unwrap_or_default();
+    let after = rt::bind_mounts(new, privileged)?;
+    for m in before.iter().filter(|m| !after.contains(m)) {
+        let req = lxd_runtime::hotplug::MountRequest {
+            init_pid,
+            mount: None,
+            unmount: Some(m.target.clone()),
+        };
+        rt::forkmount(d, &req).await?;
+    }
+    for m in after.iter().filter(|m| !before.contains(m)) {
+        let req = lxd_runtime::hotplug::MountRequest {
+            init_pid,
+            mount: Some(m.clone()),
+            unmount: None,
+        };
+        rt::forkmount(d, &req).await?;
+    }
+    if before != after {
+        rt::update_spec_mounts(d, name, after)?;
     }
     Ok(())
 }

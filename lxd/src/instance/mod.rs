@@ -147,7 +147,7 @@ pub fn resolve_image(
 #[derive(Debug, Clone)]
 pub enum Source {
     Empty,
-    Image(crate::db::images::ImageRow),
+    Image(Box<crate::db::images::ImageRow>),
     /// A local copy of another instance (or of one of its snapshots).
     Copy {
         instance: String,
@@ -196,16 +196,18 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
                     "Creating instances from remote image servers is not supported yet",
                 ));
             }
-            Source::Image(resolve_image(
+            Source::Image(Box::new(resolve_image(
                 d,
                 &req.source.alias,
                 &req.source.fingerprint,
-            )?)
+            )?))
         }
         "none" | "" => Source::Empty,
         "copy" => {
             if req.source.refresh {
-                return Err(ApiError::bad_request("Refreshing a copy is not supported yet"));
+                return Err(ApiError::bad_request(
+                    "Refreshing a copy is not supported yet",
+                ));
             }
             let (inst, snap) = match req.source.source.split_once('/') {
                 Some((i, s)) => (i.to_string(), Some(s.to_string())),
@@ -259,9 +261,7 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
         .map(|i| i.architecture.clone())
         .unwrap_or_else(|| "x86_64".into());
     if let Source::Copy {
-        instance,
-        snapshot,
-        ..
+        instance, snapshot, ..
     } = &source
     {
         // The copied files keep the source's on-disk ownership and image; the rest of the
@@ -525,6 +525,11 @@ pub async fn update(d: &Arc<Daemon>, name: &str, put: InstancePut) -> Result<()>
         ));
     }
     crate::network::nic::validate(d, &expanded.devices, name).await?;
+    // Disk sources must exist now, not only at the next start.
+    runtime::bind_mounts(
+        &expanded,
+        crate::config::is_true(&expanded.config, "security.privileged"),
+    )?;
     fill_volatile(&mut config, &expanded.devices);
     let old = row.clone();
     row.config = config;

@@ -225,6 +225,7 @@ pub fn build_spec(
         console_log: d.log_dir(name).join("console.log"),
         log_file: d.log_dir(name).join("lxc.log"),
         nics: vec![],
+        reboot_via_daemon: false,
     })
 }
 
@@ -255,6 +256,40 @@ pub async fn forkstart(d: &Daemon, name: &str, spec: &ContainerSpec) -> Result<(
             "Failed to start instance: {msg}"
         )));
     }
+    Ok(())
+}
+
+/// Attach or detach a disk device in a running container through `lxd forkmount`.
+pub async fn forkmount(d: &Daemon, req: &lxd_runtime::hotplug::MountRequest) -> Result<()> {
+    let out = tokio::process::Command::new(&d.exe)
+        .arg("forkmount")
+        .arg(serde_json::to_string(req)?)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to run forkmount: {e}")))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(ApiError::bad_request(format!(
+            "Failed to update disk devices: {msg}"
+        )));
+    }
+    Ok(())
+}
+
+/// Rewrite the mounts recorded in a running instance's spec.json (read again on reboot).
+pub fn update_spec_mounts(d: &Daemon, name: &str, mounts: Vec<BindMount>) -> Result<()> {
+    let run_dir = d.run_dir(name);
+    let path = run_dir.join("spec.json");
+    let data = std::fs::read(&path).map_err(|e| crate::error::io_err("read", &path, e))?;
+    let mut spec: ContainerSpec = serde_json::from_slice(&data)?;
+    spec.mounts = mounts;
+    let tmp = run_dir.join(".spec.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&spec)?)
+        .map_err(|e| crate::error::io_err("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| crate::error::io_err("write", &path, e))?;
     Ok(())
 }
 

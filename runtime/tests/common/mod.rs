@@ -156,6 +156,7 @@ impl Ct {
             console_log: dir.join("console.log"),
             log_file: dir.join("lxc.log"),
             nics: vec![],
+            reboot_via_daemon: false,
         };
         let ct = Ct {
             name,
