@@ -7,6 +7,7 @@
 
 mod btrfs;
 mod config;
+mod copytree;
 mod dir;
 mod error;
 mod layout;

@@ -87,17 +87,7 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     if exists(dst) {
         return Err(Error::AlreadyExists(dst.display().to_string()));
     }
-    runner::run(
-        "cp",
-        [
-            "-a".as_ref(),
-            "--reflink=auto".as_ref(),
-            "--no-target-directory".as_ref(),
-            src.as_os_str(),
-            dst.as_os_str(),
-        ],
-    )
-    .map(|_| ())
+    crate::copytree::copy_tree(src, dst)
 }
 
 /// Remove a tree if it exists.
