@@ -182,10 +182,15 @@ async fn shutdown(dir: &std::path::Path, timeout: u64) -> anyhow::Result<()> {
     let sock = lxd::local_client::socket_path(dir);
     loop {
         let gone = if pid > 0 {
-            !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-                    .unwrap_or(true)
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(true)
         } else {
             tokio::net::UnixStream::connect(&sock).await.is_err()
         };
@@ -197,6 +202,61 @@ async fn shutdown(dir: &std::path::Path, timeout: u64) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[derive(Debug)]
+struct InitArgs {
+    auto: bool,
+    preseed: bool,
+    dump: bool,
+    backend: String,
+    pool: String,
+    loop_size: Option<u64>,
+    bridge: Option<String>,
+    ipv4: String,
+}
+
+/// `--auto`: like LXD, create a bridge only when no managed network exists yet. When the bridge
+/// name was not given, the first free `lxdbrN` is taken, and the next one if another process
+/// took it meanwhile.
+async fn init_auto(c: &lxd::local_client::LocalClient, a: &InitArgs) -> anyhow::Result<()> {
+    let networks = c.query("GET", "/1.0/networks?recursion=1", None).await?;
+    let has_managed = networks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|n| n["managed"].as_bool() == Some(true));
+    let explicit = a.bridge.as_deref();
+    let want_bridge = explicit != Some("none") && !has_managed;
+    let mut from = 0;
+    for _ in 0..10 {
+        let name = match explicit {
+            Some(n) if n != "none" => n.to_string(),
+            _ => lxd::init::first_free_bridge(from),
+        };
+        let mut p =
+            lxd::init::auto_preseed(&a.backend, &a.pool, want_bridge.then_some(name.as_str()));
+        if let Some(gib) = a.loop_size {
+            p.storage_pools[0]
+                .config
+                .insert("size".into(), format!("{gib}GiB"));
+        }
+        if let Some(n) = p.networks.first_mut() {
+            n.config.insert("ipv4.address".into(), a.ipv4.clone());
+        }
+        match lxd::init::apply(c, &p).await {
+            Err(e)
+                if want_bridge
+                    && explicit.is_none()
+                    && e.to_string()
+                        .contains(&format!("\"{name}\" already exists")) =>
+            {
+                from = name.trim_start_matches("lxdbr").parse::<u32>().unwrap_or(0) + 1;
+            }
+            other => return other,
+        }
+    }
+    anyhow::bail!("No free lxdbrN bridge name found")
 }
 
 async fn init(dir: &std::path::Path, a: InitArgs) -> anyhow::Result<()> {
