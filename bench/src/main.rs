@@ -3,6 +3,8 @@
 //! running instance), for our daemon and, with `--with-lxd`, for Debian's real LXD started on the
 //! same machine with its own LXD_DIR and no network, alternating the two and printing ratios.
 
+mod debian;
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use std::io::{Read, Write};
@@ -12,6 +14,12 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
 struct Args {
+    /// `busybox` (launch/exec/list/memory) or `debian` (systemd boot, stop, restart, files).
+    #[arg(long, default_value = "busybox")]
+    workload: String,
+    /// The Debian image for `--workload debian` (scripts/build-debian-image.sh).
+    #[arg(long, default_value = "/var/cache/lxd-test/debian-12.tar.zst")]
+    debian_image: PathBuf,
     /// Also run the workload against Debian's LXD (`apt-get install lxd lxd-client`).
     #[arg(long)]
     with_lxd: bool,
@@ -322,13 +330,36 @@ fn main() -> Result<()> {
             break;
         }
     }
-    if result.is_ok() {
+    let mut debian_res = None;
+    if result.is_ok() && args.workload == "debian" {
+        let img = args.debian_image.to_str().unwrap_or("").to_string();
+        let mut r = Ok(());
+        for t in targets.iter() {
+            if let Err(e) = t.lxc(&["image", "import", &img, "--alias", "benchdeb"]) {
+                r = Err(e);
+                break;
+            }
+        }
+        result = r.and_then(|()| {
+            debian_res = Some(debian::run(
+                &targets,
+                args.iterations,
+                args.running,
+                "benchdeb",
+            )?);
+            Ok(vec![])
+        });
+    } else if result.is_ok() {
         result = run_all(&mut targets, &args);
     }
     for t in targets.iter_mut() {
         t.stop();
     }
     let res = result?;
+    if let Some(d) = debian_res {
+        debian::print(&d, args.iterations, args.running);
+        return Ok(());
+    }
     println!(
         "\nmedians of {} iterations, {} instances running for list/memory (busybox image, dir pool)\n",
         args.iterations, args.running

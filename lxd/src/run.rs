@@ -149,7 +149,35 @@ pub async fn shutdown_instances(d: &Arc<Daemon>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Host limits LXD's production setup raises (doc/reference/server_settings.md): many systemd
+/// containers share one host uid, so per-user kernel limits run out first. Returns the ones that
+/// are too low, as `(key, current, recommended)`.
+pub fn low_host_limits() -> Vec<(&'static str, u64, u64)> {
+    const LIMITS: &[(&str, u64)] = &[
+        ("fs.inotify.max_user_instances", 1024),
+        ("fs.inotify.max_user_watches", 65536),
+        ("fs.inotify.max_queued_events", 16384),
+        ("kernel.keys.maxkeys", 2000),
+        ("kernel.keys.maxbytes", 2_000_000),
+        ("vm.max_map_count", 262_144),
+    ];
+    LIMITS
+        .iter()
+        .filter_map(|(key, want)| {
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            let cur: u64 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+            (cur < *want).then_some((*key, cur, *want))
+        })
+        .collect()
+}
+
 pub async fn serve(opts: DaemonOptions) -> anyhow::Result<()> {
+    for (key, cur, want) in low_host_limits() {
+        tracing::warn!(
+            "host limit {key} is {cur}, below the {want} that many running containers need \
+             (raise it with: sysctl -w {key}={want}; scripts/setup-host.sh does)"
+        );
+    }
     let d = Daemon::open(&opts.dir)?;
     mount_pools(&d).await?;
     crate::network::startup(&d).await?;

@@ -386,7 +386,6 @@ pub fn run(req: &FileRequest, input: &mut dyn Read, out: &mut dyn Write) -> Resu
             }
             let mut f = std::fs::File::from(fd);
             copy(input, &mut f, path)?;
-            f.sync_data().path_ctx("write", Path::new(&shown(path)))?;
             write_header(out, &header_for(f.as_fd(), &ids)?)
         }
         FileOp::Mkdir => {

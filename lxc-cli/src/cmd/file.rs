@@ -193,7 +193,7 @@ async fn post_file(
 fn progress_body(file: tokio::fs::File, len: u64, progress: Arc<Mutex<Progress>>) -> reqwest::Body {
     let start = Instant::now();
     let mut sent = 0u64;
-    let stream = tokio_util::io::ReaderStream::new(file).map(move |chunk| {
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
         if let Ok(c) = &chunk {
             sent += c.len() as u64;
             let pct = (sent * 100).checked_div(len).unwrap_or(100);
@@ -367,11 +367,13 @@ async fn write_file(
         Client::copy_body(resp, &mut out, |_| {}).await?;
         return Ok(());
     }
-    let mut f = tokio::fs::File::create(target)
+    let f = tokio::fs::File::create(target)
         .await
         .map_err(|e| io_error("open", target, &e))?;
     std::fs::set_permissions(target, std::fs::Permissions::from_mode(info.mode & 0o7777))
         .with_context(|| format!("Failed to chmod {}", target.display()))?;
+    // tokio's File hands every write to a blocking thread: batch them.
+    let mut f = tokio::io::BufWriter::with_capacity(1 << 20, f);
     let mut progress = Progress::new(
         &format!("Pulling {} from {src}: %s", target.display()),
         ctx.global.quiet,

@@ -695,12 +695,14 @@ fn file_stream(
     file: tokio::fs::File,
     sent: Arc<Mutex<u64>>,
 ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>> {
-    Box::pin(tokio_util::io::ReaderStream::new(file).map(move |c| {
-        if let (Ok(b), Ok(mut s)) = (&c, sent.lock()) {
-            *s += b.len() as u64;
-        }
-        c
-    }))
+    Box::pin(
+        tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |c| {
+            if let (Ok(b), Ok(mut s)) = (&c, sent.lock()) {
+                *s += b.len() as u64;
+            }
+            c
+        }),
+    )
 }
 
 async fn open(path: &str) -> anyhow::Result<(tokio::fs::File, u64)> {

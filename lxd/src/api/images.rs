@@ -507,7 +507,7 @@ async fn export(State(d): State<AppState>, Path(fp): Path<String>) -> Result<Res
         let head = futures_util::stream::once(async move {
             Ok::<_, std::io::Error>(axum::body::Bytes::from(body))
         });
-        let mid = tokio_util::io::ReaderStream::new(f);
+        let mid = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
         let ctype = format!("multipart/form-data; boundary={boundary}");
         let tail = futures_util::stream::once(async move {
             Ok::<_, std::io::Error>(axum::body::Bytes::from(format!("\r\n--{boundary}--\r\n")))
@@ -525,7 +525,7 @@ async fn export(State(d): State<AppState>, Path(fp): Path<String>) -> Result<Res
     let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
     let mut r = (
         StatusCode::OK,
-        Body::from_stream(tokio_util::io::ReaderStream::new(f)),
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)),
     )
         .into_response();
     let h = r.headers_mut();
