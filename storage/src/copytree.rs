@@ -94,18 +94,32 @@ fn copy_xattrs(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Ownership, xattrs, mode (after chown, which clears setuid/setgid) and times.
-fn copy_metadata(src: &Path, dst: &Path, m: &fs::Metadata, kind: Kind) -> Result<()> {
-    nix::unistd::fchownat(
-        nix::fcntl::AT_FDCWD,
-        dst,
-        Some(Uid::from_raw(m.uid())),
-        Some(Gid::from_raw(m.gid())),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| errno("chown", dst, e))?;
+/// Ownership, xattrs, mode (after chown, which clears setuid/setgid) and times. Every metadata
+/// change dirties the inode again, so what a fresh entry already has is not rewritten: new
+/// entries belong to us (root) and files are created with their final permission bits.
+fn copy_metadata(
+    src: &Path,
+    dst: &Path,
+    m: &fs::Metadata,
+    kind: Kind,
+    created_mode: Option<u32>,
+) -> Result<()> {
+    let owner_differs = (m.uid(), m.gid()) != *OUR_IDS;
+    if owner_differs {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            dst,
+            Some(Uid::from_raw(m.uid())),
+            Some(Gid::from_raw(m.gid())),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| errno("chown", dst, e))?;
+    }
     copy_xattrs(src, dst)?;
-    if kind != Kind::Symlink {
+    let want = m.mode() & 0o7777;
+    // chown clears setuid/setgid; a umask may have trimmed the creation mode.
+    let needs_chmod = created_mode != Some(want) || (owner_differs && want & 0o6000 != 0);
+    if kind != Kind::Symlink && needs_chmod {
         fs::set_permissions(dst, fs::Permissions::from_mode(m.mode() & 0o7777))
             .map_err(|e| Error::io("chmod", dst, e))?;
     }
@@ -121,14 +135,38 @@ fn copy_metadata(src: &Path, dst: &Path, m: &fs::Metadata, kind: Kind) -> Result
     .map_err(|e| errno("set times on", dst, e))
 }
 
-fn copy_file_data(src: &Path, dst: &Path, len: u64) -> Result<()> {
+/// Our (uid, gid): what a newly created entry is owned by.
+static OUR_IDS: std::sync::LazyLock<(u32, u32)> = std::sync::LazyLock::new(|| {
+    (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    )
+});
+
+/// The process umask (read from /proc, since umask(2) can only be read by changing it).
+static UMASK: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+});
+
+/// Creates the file with its permission bits (minus umask); returns the mode it got.
+fn copy_file_data(src: &Path, dst: &Path, len: u64, mode: u32) -> Result<u32> {
     let from = File::open(src).map_err(|e| Error::io("open", src, e))?;
+    // Setuid/setgid and sticky bits are set after the owner, never at creation.
+    let create_mode = mode & 0o777;
     let mut to = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode_compat(0o600)
+        .mode_compat(create_mode)
         .open(dst)
         .map_err(|e| Error::io("create", dst, e))?;
+    let created = create_mode & !*UMASK;
     let mut left = len;
     while left > 0 {
         let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
@@ -146,12 +184,12 @@ fn copy_file_data(src: &Path, dst: &Path, len: u64) -> Result<()> {
                 std::io::Seek::seek(&mut from, std::io::SeekFrom::Start(len - left))
                     .map_err(|e| Error::io("read", src, e))?;
                 std::io::copy(&mut from, &mut to).map_err(|e| Error::io("copy to", dst, e))?;
-                return Ok(());
+                return Ok(created);
             }
             Err(e) => return Err(errno("copy to", dst, e)),
         }
     }
-    Ok(())
+    Ok(created)
 }
 
 trait ModeCompat {
@@ -167,8 +205,9 @@ impl ModeCompat for fs::OpenOptions {
 fn create_entry(src_root: &Path, dst_root: &Path, e: &Entry) -> Result<()> {
     let src = src_root.join(&e.rel);
     let dst = dst_root.join(&e.rel);
+    let mut created = None;
     match e.kind {
-        Kind::File => copy_file_data(&src, &dst, e.meta.len())?,
+        Kind::File => created = Some(copy_file_data(&src, &dst, e.meta.len(), e.meta.mode())?),
         Kind::Symlink => {
             let target = fs::read_link(&src).map_err(|err| Error::io("read link", &src, err))?;
             std::os::unix::fs::symlink(&target, &dst)
@@ -186,7 +225,7 @@ fn create_entry(src_root: &Path, dst_root: &Path, e: &Entry) -> Result<()> {
         }
         Kind::Dir => return Ok(()),
     }
-    copy_metadata(&src, &dst, &e.meta, e.kind)
+    copy_metadata(&src, &dst, &e.meta, e.kind, created)
 }
 
 /// Copy `src` to `dst` (which must not exist), like `cp -a --reflink=auto`.
@@ -255,9 +294,15 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     }
     // Directory metadata last, deepest first, so setting times and modes sticks.
     for e in entries.iter().rev().filter(|e| e.kind == Kind::Dir) {
-        copy_metadata(&src.join(&e.rel), &dst.join(&e.rel), &e.meta, Kind::Dir)?;
+        copy_metadata(
+            &src.join(&e.rel),
+            &dst.join(&e.rel),
+            &e.meta,
+            Kind::Dir,
+            None,
+        )?;
     }
-    copy_metadata(src, dst, &root_meta, Kind::Dir)
+    copy_metadata(src, dst, &root_meta, Kind::Dir, None)
 }
 
 #[cfg(test)]
@@ -276,6 +321,12 @@ mod tests {
         symlink("/etc/passwd", src.join("a/link")).unwrap();
         nix::unistd::mkfifo(&src.join("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
         fs::set_permissions(src.join("a"), fs::Permissions::from_mode(0o711)).unwrap();
+        fs::write(src.join("owned"), b"x").unwrap();
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            std::os::unix::fs::chown(src.join("owned"), Some(1000), Some(1000)).unwrap();
+            fs::set_permissions(src.join("owned"), fs::Permissions::from_mode(0o2640)).unwrap();
+        }
         let dst = t.path().join("dst");
         copy_tree(&src, &dst).unwrap();
         assert_eq!(fs::read(dst.join("a/b/file")).unwrap(), b"data");
@@ -298,6 +349,10 @@ mod tests {
             fs::metadata(dst.join("a/b/file")).unwrap().mtime(),
             fs::metadata(src.join("a/b/file")).unwrap().mtime()
         );
+        if root {
+            let m = fs::metadata(dst.join("owned")).unwrap();
+            assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 1000, 0o2640));
+        }
         assert!(copy_tree(&src, &dst).is_err(), "destination exists");
     }
 
