@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::events::{Events, now};
 
-/// How long a finished operation can still be fetched (LXD: 5 s; we keep a little longer for slow
+/// How long a finished operation can still be fetched (LXD: 5 s; we keep it longer for slow or
 /// clients).
-const RETENTION: Duration = Duration::from_secs(10);
+const RETENTION: Duration = Duration::from_secs(30);
 
 pub type Resources = BTreeMap<String, Vec<String>>;
 
