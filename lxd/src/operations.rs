@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::events::{Events, now};
 
-/// How long a finished operation can still be fetched (LXD: 5 s; we keep it longer for slow or
-/// clients).
+/// How long a finished operation can still be fetched (LXD keeps 5 s; clients on a loaded host
+/// fetch it late, and a few finished operations cost next to nothing).
 const RETENTION: Duration = Duration::from_secs(30);
 
 pub type Resources = BTreeMap<String, Vec<String>>;
