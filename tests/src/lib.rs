@@ -113,7 +113,11 @@ impl TestDaemon {
     /// Start a fresh daemon and initialise it (`lxd init --auto`: dir pool, default profile).
     pub fn start() -> TestDaemon {
         let d = Self::start_uninitialised();
-        let out = d.lxd(&["init", "--auto"]);
+        // A bridge name unique to this daemon: after a test ends, its harness removes the
+        // daemon's bridges, which must never be one a later test's daemon took over.
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let br = format!("lxt{}b{n}", std::process::id() % 10000);
+        let out = d.lxd(&["init", "--auto", "--network-bridge", &br]);
         assert!(
             out.status.success(),
             "lxd init --auto failed: {}",
