@@ -441,3 +441,109 @@ fn debian_boots_systemd_to_running_and_stops_cleanly() {
         d.real_lxc_ok(&["delete", "-f", &c]);
     }
 }
+
+#[test]
+fn stopped_while_the_daemon_was_down_stays_stopped() {
+    if !root_or_skip("stopped_while_the_daemon_was_down_stays_stopped") {
+        return;
+    }
+    let mut d = TestDaemon::start();
+    d.import_busybox_real("busybox");
+    let (a, b) = (unique("da"), unique("db"));
+    d.real_lxc_ok(&["launch", "busybox", &a]);
+    d.real_lxc_ok(&["launch", "busybox", &b]);
+    d.kill_daemon(nix::sys::signal::Signal::SIGKILL);
+    // While the daemon is gone, one instance powers itself off.
+    let pid = std::fs::read_to_string(d.dir.join("run").join(&a).join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&pid).unwrap();
+    let init = v["init_pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGUSR2,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(d.dir.join("run").join(&a).join("state.json"))
+            .map(|s| s.contains("\"stopped\""))
+            .unwrap_or(false)
+    }));
+    d.start_again();
+    // The one that stopped stays stopped (no autostart), the other is re-attached.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(status(&d, &a), "STOPPED");
+    assert_eq!(status(&d, &b), "RUNNING");
+    assert_eq!(
+        d.query_json(&format!("/1.0/instances/{a}"))["config"]["volatile.last_state.power"],
+        "STOPPED"
+    );
+    for n in [&a, &b] {
+        d.real_lxc_ok(&["delete", "-f", n]);
+    }
+}
+
+#[test]
+fn console_attach_and_detach() {
+    if !root_or_skip("console_attach_and_detach") {
+        return;
+    }
+    let d = TestDaemon::start();
+    d.import_busybox_real("busybox");
+    let c = unique("k");
+    d.real_lxc_ok(&["launch", "busybox", &c]);
+    // Drive both clients through a pty: press Enter, see the login prompt, detach with ctrl-a q.
+    let driver = r#"
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], ["lxc", "console", sys.argv[2]])
+out = b""
+def pump(t):
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return
+pump(1.0)
+os.write(fd, b"\r"); pump(1.5)
+os.write(fd, b"\x01"); pump(0.3); os.write(fd, b"q"); pump(1.0)
+for _ in range(50):
+    w, st = os.waitpid(pid, os.WNOHANG)
+    if w:
+        print(out.decode(errors="replace"))
+        sys.exit(os.waitstatus_to_exitcode(st))
+    time.sleep(0.1)
+os.kill(pid, 9)
+print(out.decode(errors="replace"))
+sys.exit(99)
+"#;
+    for client in [lxd_tests::bin("lxc"), PathBuf::from("/usr/bin/lxc")] {
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(driver)
+            .arg(&client)
+            .arg(&c)
+            .env("LXD_DIR", &d.dir)
+            .env("HOME", d.dir.join("conhome"))
+            .env("LXD_CONF", d.dir.join("conhome/lxc"))
+            .output()
+            .unwrap();
+        let s = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} did not detach: {s}",
+            client.display()
+        );
+        assert!(
+            s.contains("login:"),
+            "{}: no login prompt on the console: {s}",
+            client.display()
+        );
+    }
+    assert_eq!(status(&d, &c), "RUNNING");
+    d.real_lxc_ok(&["delete", "-f", &c]);
+}

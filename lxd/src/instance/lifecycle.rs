@@ -411,19 +411,42 @@ pub fn watch(d: Arc<Daemon>, name: String) {
 /// restarted or upgraded), and settle the ones that stopped while we were away.
 pub async fn reattach(d: &Arc<Daemon>) -> Result<()> {
     for row in d.db.instances()? {
-        match rt::probe(d, &row.name) {
-            RunState::Stopped => {
-                if row.ephemeral
-                    && row
-                        .config
-                        .get("volatile.last_state.power")
-                        .map(String::as_str)
-                        == Some("RUNNING")
-                {
+        let power = row
+            .config
+            .get("volatile.last_state.power")
+            .cloned()
+            .unwrap_or_default();
+        match lxd_runtime::state::probe(&d.run_dir(&row.name)) {
+            lxd_runtime::state::Probe::Stopped { reason } => {
+                // It stopped while we were away. A stop from inside (poweroff, halt) or a kill is
+                // recorded as such; no reason means a host reboot or a lost monitor, so the
+                // recorded RUNNING stays and autostart brings it back, as LXD does.
+                let clean = reason
+                    .as_deref()
+                    .is_some_and(|r| r != "reboot" && !r.starts_with("reboot failed"));
+                if power == "RUNNING" && row.ephemeral {
                     let _ = super::delete(d, &row.name, true).await;
+                    continue;
+                }
+                if power == "RUNNING" && clean {
+                    crate::network::nic::stop(d, &row.name).await;
+                    let _ = d.db.instance_set_config_key(
+                        &row.name,
+                        "volatile.last_state.power",
+                        Some("STOPPED"),
+                    );
                 }
             }
             _ => {
+                // A crash between starting the container and recording it leaves the database
+                // behind: the runtime is the truth.
+                if power != "RUNNING" {
+                    let _ = d.db.instance_set_config_key(
+                        &row.name,
+                        "volatile.last_state.power",
+                        Some("RUNNING"),
+                    );
+                }
                 tracing::info!(instance = %row.name, "re-attached to running instance");
                 crate::network::proxy::reattach(d, &row.name).await;
                 watch(d.clone(), row.name.clone());
