@@ -258,11 +258,10 @@ fn run_all(targets: &mut [Target], args: &Args) -> Result<Vec<Results>> {
             get[i].push(get_server(&t.dir)?);
         }
     }
-    for (i, t) in targets.iter().enumerate() {
+    for t in targets.iter() {
         for k in 0..args.running {
             t.lxc(&["launch", "benchbb", &format!("{}-r{k}", t.prefix)])?;
         }
-        let _ = i;
     }
     std::thread::sleep(Duration::from_secs(2));
     for _ in 0..args.iterations {

@@ -320,14 +320,6 @@ fn autostart_after_cold_restart_and_clean_shutdown() {
         && status(&d, &b) == "RUNNING"
         && status(&d, &c) == "RUNNING"));
     assert_eq!(status(&d, &off), "STOPPED");
-    let started = |n: &str| -> i64 {
-        let v: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(run_dir.join(n).join("state.json")).unwrap(),
-        )
-        .unwrap();
-        v["started_at"].as_i64().unwrap_or(0) * 1000
-            + v["init_start_time"].as_i64().unwrap_or(0) % 1000
-    };
     let pb = d.query_json(&format!("/1.0/instances/{b}/state"))["pid"]
         .as_i64()
         .unwrap();
@@ -347,7 +339,6 @@ fn autostart_after_cold_restart_and_clean_shutdown() {
             .unwrap()
     };
     assert!(st(pb) <= st(pa), "priority 10 started before priority 1");
-    let _ = started;
     // SIGTERM leaves them running; the next daemon drives them.
     d.restart();
     assert_eq!(status(&d, &b), "RUNNING");

@@ -347,7 +347,7 @@ async fn upload(State(d): State<AppState>, headers: HeaderMap, req: Request) -> 
         "Downloading image",
         Default::default(),
         false,
-        move |op| async move {
+        move |_op| async move {
             let (files, split) = spooled;
             let images_dir = d2.images_dir();
             let imported = tokio::task::spawn_blocking(move || {
@@ -415,7 +415,6 @@ async fn upload(State(d): State<AppState>, headers: HeaderMap, req: Request) -> 
                 &format!("/1.0/images/{fp}"),
                 serde_json::json!({"type": "container"}),
             );
-            let _ = op;
             Ok(Some(serde_json::json!({
                 "fingerprint": fp,
                 "size": imported.size.to_string(),

@@ -84,7 +84,7 @@ fn validate(config: &lxd_api::ConfigMap, devices: &lxd_api::DevicesMap) -> Resul
         }
     }
     crate::config::validate_instance_config(config)?;
-    crate::instance::devices::validate_devices(devices, true)
+    crate::instance::devices::validate_devices(devices)
 }
 
 async fn create(State(d): State<AppState>, Json(req): Json<ProfilesPost>) -> ApiResult {

@@ -79,7 +79,7 @@ fn is_bool(v: &str) -> bool {
     crate::config::parse_bool(v).is_some()
 }
 
-fn validate_one(name: &str, dev: &ConfigMap, in_profile: bool) -> Result<()> {
+fn validate_one(name: &str, dev: &ConfigMap) -> Result<()> {
     let kind = dev
         .get("type")
         .map(String::as_str)
@@ -196,7 +196,6 @@ fn validate_one(name: &str, dev: &ConfigMap, in_profile: bool) -> Result<()> {
         }
         _ => {}
     }
-    let _ = in_profile;
     Ok(())
 }
 
@@ -209,7 +208,7 @@ pub fn valid_mac(s: &str) -> bool {
 }
 
 /// Validate every device; device names follow LXD's rules (no `/`, not empty).
-pub fn validate_devices(devices: &DevicesMap, in_profile: bool) -> Result<()> {
+pub fn validate_devices(devices: &DevicesMap) -> Result<()> {
     let mut root_count = 0;
     for (name, dev) in devices {
         if name.is_empty() || name.contains('/') || name.len() > 64 {
@@ -217,7 +216,7 @@ pub fn validate_devices(devices: &DevicesMap, in_profile: bool) -> Result<()> {
                 "Invalid device name \"{name}\""
             )));
         }
-        validate_one(name, dev, in_profile)?;
+        validate_one(name, dev)?;
         if dev.get("type").map(String::as_str) == Some("disk")
             && dev.get("path").map(String::as_str) == Some("/")
         {
@@ -270,7 +269,7 @@ mod tests {
             "eth0".into(),
             dev(&[("type", "nic"), ("nictype", "bridged"), ("parent", "br0")]),
         );
-        assert!(validate_devices(&d, false).is_ok());
+        assert!(validate_devices(&d).is_ok());
         assert_eq!(
             root_disk(&d),
             Some(("root".to_string(), "default".to_string()))
@@ -282,7 +281,7 @@ mod tests {
         let one = |pairs: &[(&str, &str)]| {
             let mut d = DevicesMap::new();
             d.insert("x".into(), dev(pairs));
-            validate_devices(&d, false)
+            validate_devices(&d)
         };
         assert!(one(&[("path", "/mnt")]).is_err());
         assert!(one(&[("type", "floppy")]).is_err());

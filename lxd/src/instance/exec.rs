@@ -118,16 +118,7 @@ pub fn start(d: &Arc<Daemon>, name: &str, req: InstanceExecPost) -> Result<Arc<O
         meta,
         secrets,
         move |op, sockets| async move {
-            run_websocket(
-                &d2,
-                &name,
-                exec_req,
-                interactive,
-                (width, height),
-                sockets,
-                &op,
-            )
-            .await
+            run_websocket(&d2, exec_req, interactive, (width, height), sockets, &op).await
         },
     ))
 }
@@ -348,17 +339,14 @@ fn send_signal(pid: Option<i32>, sig: i32) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_websocket(
     d: &Daemon,
-    name: &str,
     req: lxd_runtime::attach::ExecRequest,
     interactive: bool,
     (width, height): (i64, i64),
     sockets: Vec<(String, oneshot::Receiver<WebSocket>)>,
     op: &Op,
 ) -> TaskResult {
-    let _ = name;
     let mut socks = collect_sockets(sockets, interactive).await?;
     let (mut cmd, pid_r) = forkexec_command(d, &req)?;
     let mut relays = Vec::new();

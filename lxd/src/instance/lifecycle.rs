@@ -33,13 +33,11 @@ pub async fn start(d: &Arc<Daemon>, name: &str) -> Result<()> {
 /// Returns the map for the user namespace (None = privileged), the mode, and the new
 /// `volatile.last_state.idmap` value.
 async fn prepare_idmap(
-    d: &Arc<Daemon>,
     row: &InstanceRow,
     rootfs: &std::path::Path,
     expanded: &super::Expanded,
     pool_idmapped: bool,
 ) -> Result<(Option<lxd_runtime::spec::IdMap>, RootfsIdmap, String)> {
-    let _ = d;
     let privileged = is_true(&expanded.config, "security.privileged");
     let on_disk = row
         .config
@@ -118,7 +116,7 @@ pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
     let volume = tokio::task::spawn_blocking(move || p2.mount_instance(&n)).await??;
     let rootfs = volume.join("rootfs");
 
-    let (map, mode, last_state) = prepare_idmap(d, row, &rootfs, &expanded, pool_idmapped).await?;
+    let (map, mode, last_state) = prepare_idmap(row, &rootfs, &expanded, pool_idmapped).await?;
 
     // Templates: the pending create/copy trigger once, then start every time.
     let mut row = row.clone();

@@ -172,7 +172,7 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
         )));
     }
     check_user_config(&req.config)?;
-    devices::validate_devices(&req.devices, false)?;
+    devices::validate_devices(&req.devices)?;
     let profiles = req
         .profiles
         .clone()
@@ -508,7 +508,7 @@ pub async fn update(d: &Arc<Daemon>, name: &str, put: InstancePut) -> Result<()>
         .filter(|(k, _)| !k.starts_with("volatile."))
         .collect();
     check_user_config(&config)?;
-    devices::validate_devices(&put.devices, false)?;
+    devices::validate_devices(&put.devices)?;
     for (k, v) in &row.config {
         if k.starts_with("volatile.") {
             config.insert(k.clone(), v.clone());

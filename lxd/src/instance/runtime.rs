@@ -201,7 +201,6 @@ pub fn init_env(config: &ConfigMap) -> std::collections::BTreeMap<String, String
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn build_spec(
     d: &Daemon,
     name: &str,
