@@ -129,7 +129,9 @@ pub async fn shutdown_instances(d: &Arc<Daemon>) -> anyhow::Result<()> {
                     let _ = rt::kill(&d, &name).await;
                     rt::wait_stopped(&d, &name, Duration::from_secs(10)).await;
                 }
-                // Remember it ran, so the next daemon start brings it back.
+                // Remember it ran, so the next daemon start brings it back; the monitor's
+                // record of a clean poweroff must not read as "stopped from inside".
+                let _ = std::fs::remove_file(d.run_dir(&name).join("state.json"));
                 let _ = d.db.instance_set_config_key(
                     &name,
                     "volatile.last_state.power",
