@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::events::{Events, now};
 
-/// How long a finished operation can still be fetched (LXD keeps 5 s; clients on a loaded host
-/// fetch it late, and a few finished operations cost next to nothing).
-const RETENTION: Duration = Duration::from_secs(30);
+/// How long a finished operation can still be fetched (LXD keeps 5 s; a little longer costs
+/// nothing and helps clients on a loaded host).
+const RETENTION: Duration = Duration::from_secs(10);
 
 pub type Resources = BTreeMap<String, Vec<String>>;
 
@@ -85,7 +85,8 @@ impl Op {
         }
         self.emit();
         if status.is_final() {
-            let _ = self.done.send(true);
+            // send_replace: plain send() drops the value when nobody is subscribed yet.
+            self.done.send_replace(true);
         }
     }
 
@@ -375,6 +376,14 @@ mod tests {
         op.cancel.cancel();
         assert!(op.wait(Some(Duration::from_secs(5))).await);
         assert_eq!(op.to_api().status_code, StatusCode::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn wait_sees_an_operation_that_finished_before_anyone_waited() {
+        let ops = Operations::new(Events::new());
+        let op = ops.start_task("Quick", Resources::new(), false, |_op| async { Ok(None) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(op.wait(Some(Duration::from_secs(1))).await);
     }
 
     #[tokio::test]
