@@ -10,4 +10,4 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
