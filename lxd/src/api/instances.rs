@@ -115,14 +115,7 @@ async fn show(
 ) -> ApiResult {
     let p = params(q)?;
     let row = d.db.instance(&name)?;
-    let tag = etag_of(&(
-        &row.architecture,
-        &row.config,
-        &row.devices,
-        &row.profiles,
-        &row.ephemeral,
-        &row.description,
-    ));
+    let tag = instance_etag(&row);
     if p.recursion > 0 {
         Ok(sync_etag(render::full(&d, &row)?, &tag))
     } else {
