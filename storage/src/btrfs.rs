@@ -364,6 +364,7 @@ impl Driver for Btrfs {
                 )?;
             }
             Source::Device(dev) => {
+                util::check_free_block_device(dev)?;
                 // No -f: mkfs refuses a device that already holds a filesystem.
                 runner::run(
                     "mkfs.btrfs",
@@ -505,8 +506,17 @@ impl Driver for Btrfs {
             .join(format!(".{fp}.tmp-{}", util::nonce()));
         let mut rev = Reverter::new();
         btrfs(["subvolume".as_ref(), "create".as_ref(), tmp.as_os_str()])?;
-        let t = tmp.clone();
-        rev.add("delete partial image subvolume", move || subvol_delete(&t));
+        let (t, pool) = (tmp.clone(), self.layout.pool_path());
+        rev.add("delete partial image subvolume", move || {
+            // btrfs frees a deleted subvolume's space only when its cleaner runs (up to 30 s
+            // later); files removed before a commit are freed by the commit. So a pool that just
+            // ran full (ENOSPC during the unpack) is usable again at once.
+            for e in fs::read_dir(&t).into_iter().flatten().flatten() {
+                let _ = util::remove_tree(&e.path());
+            }
+            let _ = btrfs(["filesystem".as_ref(), "sync".as_ref(), pool.as_os_str()]);
+            subvol_delete(&t)
+        });
         util::run_filler(filler, &tmp, fp)?;
         util::rename(&tmp, &dst)?;
         let d = dst.clone();

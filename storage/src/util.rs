@@ -165,13 +165,56 @@ pub(crate) fn unmount_all(path: &Path) -> Result<bool> {
                 _ => break,
             }
         }
-        if res.is_err() {
+        if let Err(e) = &res {
+            tracing::warn!("{} stays busy ({e}); detaching it lazily", path.display());
             let p = path.as_os_str();
             runner::run("umount", [std::ffi::OsStr::new("-l"), p])?;
         }
         did = true;
     }
     Ok(did)
+}
+
+/// A block device given as a pool source must be free: not mounted, not holding a filesystem
+/// or a zpool already (mkfs and zpool create would refuse with a less helpful message, or worse
+/// succeed with `-f`).
+pub(crate) fn check_free_block_device(dev: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dev).map_err(|e| Error::io("stat", dev, e))?;
+    let rdev = meta.rdev();
+    let wanted = format!(
+        "{}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    );
+    let info = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(info).ctx("read", info)?;
+    if let Some(mp) = text
+        .lines()
+        .find(|l| l.split(' ').nth(2) == Some(wanted.as_str()))
+        .and_then(|l| l.split(' ').nth(4))
+    {
+        return Err(Error::Busy(format!(
+            "Device {} is in use (mounted at {})",
+            dev.display(),
+            unescape_mount_path(mp)
+        )));
+    }
+    if let Ok(kind) = runner::run(
+        "blkid",
+        ["-o", "value", "-s", "TYPE"]
+            .iter()
+            .map(std::ffi::OsStr::new)
+            .chain([dev.as_os_str()]),
+    ) && !kind.trim().is_empty()
+    {
+        return Err(Error::Invalid(format!(
+            "Device {} already holds a {} filesystem; wipe it first",
+            dev.display(),
+            kind.trim()
+        )));
+    }
+    Ok(())
 }
 
 /// The filesystem type (statfs f_type) of `path` or of its nearest existing ancestor.

@@ -79,13 +79,16 @@ where
     runner::run("zfs", args)
 }
 
-/// zfs-fuse unmounts asynchronously: a mount, rename or destroy right after an unmount can
-/// fail with "dataset is busy" for a moment. Retry those a few times.
+/// zfs-fuse unmounts asynchronously: a mount, rename, destroy or rollback right after an unmount
+/// can fail with "dataset is busy" (or, for a rollback, "I/O error") for a moment. Retry those a
+/// few times.
 fn zfs_retry(args: &[&str]) -> Result<String> {
     let mut delay = std::time::Duration::from_millis(100);
     for _ in 0..5 {
         match zfs(args) {
-            Err(Error::Command { message, .. }) if message.contains("busy") => {
+            Err(Error::Command { message, .. })
+                if message.contains("busy") || message.contains("I/O error") =>
+            {
                 std::thread::sleep(delay);
                 delay *= 2;
             }
@@ -390,7 +393,11 @@ impl Zfs {
     fn clone_to(&self, origin: &str, dst: &str, path: &Path, mode: u32) -> Result<()> {
         let mut rev = Reverter::new();
         zfs(["clone", "-o", &mountpoint_opt(path), origin, dst])?;
-        rev.add("destroy clone", move || Self::destroy(dst));
+        rev.add("destroy clone", move || {
+            Self::destroy(dst)?;
+            let _ = fs::remove_dir(path);
+            Ok(())
+        });
         Self::mount(dst)?;
         util::set_mode(path, mode)?;
         self.apply_default_quota(dst)?;
@@ -426,7 +433,11 @@ impl Zfs {
         let mut chain: Vec<String> = snaps.to_vec();
         chain.push(tmp.clone());
         // A receive that fails half way can leave the dataset behind.
-        rev.add("destroy received dataset", move || destroy_if_exists(dst));
+        rev.add("destroy received dataset", move || {
+            destroy_if_exists(dst)?;
+            let _ = fs::remove_dir(path);
+            Ok(())
+        });
         let mut prev: Option<&str> = None;
         for s in &chain {
             match prev {
@@ -553,6 +564,7 @@ impl Driver for Zfs {
                 });
             }
             Source::Device(dev) => {
+                util::check_free_block_device(dev)?;
                 zpool([
                     "create".as_ref(),
                     "-m".as_ref(),
@@ -715,8 +727,12 @@ impl Driver for Zfs {
         let path = self.layout.image(fp);
         let mut rev = Reverter::new();
         zfs(["create", "-o", &mountpoint_opt(&path), &ds])?;
-        let d = ds.clone();
-        rev.add("destroy partial image dataset", move || Self::destroy(&d));
+        let (d, p) = (ds.clone(), path.clone());
+        rev.add("destroy partial image dataset", move || {
+            Self::destroy(&d)?;
+            let _ = fs::remove_dir(&p);
+            Ok(())
+        });
         Self::mount(&ds)?;
         util::run_filler(filler, &path, fp)?;
         zfs(["snapshot", &format!("{ds}@readonly")])?;
@@ -773,7 +789,11 @@ impl Driver for Zfs {
         let path = self.layout.volume(vt, name);
         let mut rev = Reverter::new();
         zfs(["create", "-o", &mountpoint_opt(&path), &dst])?;
-        rev.add("destroy volume dataset", || Self::destroy(&dst));
+        rev.add("destroy volume dataset", || {
+            Self::destroy(&dst)?;
+            let _ = fs::remove_dir(&path);
+            Ok(())
+        });
         Self::mount(&dst)?;
         util::set_mode(&path, volume_mode(vt))?;
         if vt == VolumeType::Container {
@@ -966,9 +986,9 @@ impl Driver for Zfs {
             }
         }
         if newer.is_empty() {
-            zfs(["rollback", &target])?;
+            zfs_retry(&["rollback", &target])?;
         } else {
-            zfs(["rollback", "-r", &target])?;
+            zfs_retry(&["rollback", "-r", &target])?;
         }
         Ok(newer_user)
     }

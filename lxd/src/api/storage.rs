@@ -188,6 +188,8 @@ async fn update(
     for (k, v) in put.config {
         config.insert(k, v);
     }
+    // An unset key arrives empty: drop it.
+    config.retain(|_, v| !v.is_empty());
     // Keys fixed at creation keep their values (LXD refuses to change them).
     for k in ["source", "zfs.pool_name", "size"] {
         if let Some(old) = row.config.get(k) {

@@ -391,7 +391,7 @@ async fn create_volume(
                     > {
                         crate::images::unpack_image_with(&images_dir, &fp, dir, &opts).map_err(
                             |e| -> Box<dyn std::error::Error + Send + Sync> {
-                                e.to_string().into()
+                                crate::storage::error_chain(&e).into()
                             },
                         )
                     };

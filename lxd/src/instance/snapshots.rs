@@ -162,7 +162,20 @@ pub async fn restore(d: &Arc<Daemon>, name: &str, snap: &str) -> Result<()> {
     }
     let pool = d.pool(&row.pool)?;
     let (n, sn) = (name.to_string(), snap.to_string());
-    let removed = tokio::task::spawn_blocking(move || pool.restore_snapshot(&n, &sn)).await??;
+    let res = tokio::task::spawn_blocking(move || pool.restore_snapshot(&n, &sn)).await;
+    let removed = match res
+        .map_err(ApiError::from)
+        .and_then(|r| r.map_err(ApiError::from))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            // Undo the stop: a refused restore (zfs newer snapshots) leaves it as it was.
+            if was_running {
+                let _ = super::lifecycle::start_locked(d, &row).await;
+            }
+            return Err(e);
+        }
+    };
     for r in removed {
         let _ = d.db.snapshot_delete(name, &r);
     }
