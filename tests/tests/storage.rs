@@ -1094,3 +1094,68 @@ fn lxd_init_chooses_the_storage_backend() {
     d.real_lxc_ok(&["launch", "busybox", &c]);
     assert_eq!(exec(&d, &c, "echo ok"), "ok");
 }
+
+/// Our client drives the same storage flows: pools, volumes attached and detached, snapshots,
+/// restore, copy, move, info.
+#[test]
+fn our_client_storage_commands() {
+    if !root_or_skip("our_client_storage_commands") {
+        return;
+    }
+    let d = daemon();
+    let p2 = unique("op");
+    d.lxc_ok(&["storage", "create", &p2, "dir"]);
+    let list = d.lxc_ok(&["storage", "list", "--format", "csv"]);
+    assert!(list.contains(&format!("{p2},dir,")), "{list}");
+    let c = unique("oc");
+    d.lxc_ok(&["launch", "busybox", &c]);
+    let v = unique("ov");
+    d.lxc_ok(&["storage", "volume", "create", "default", &v]);
+    d.lxc_ok(&["storage", "volume", "attach", "default", &v, &c, "/srv"]);
+    assert_eq!(
+        d.lxc_ok(&[
+            "exec",
+            &c,
+            "--",
+            "sh",
+            "-c",
+            "echo 1 > /srv/f; stat -c %u /srv/f"
+        ])
+        .trim(),
+        "0"
+    );
+    d.lxc_ok(&["storage", "volume", "snapshot", "default", &v, "s1"]);
+    d.lxc_ok(&["exec", &c, "--", "sh", "-c", "echo 2 > /srv/f"]);
+    d.lxc_ok(&["storage", "volume", "detach", "default", &v, &c]);
+    d.lxc_ok(&["storage", "volume", "restore", "default", &v, "s1"]);
+    let info = d.lxc_ok(&["storage", "volume", "info", "default", &v]);
+    assert!(
+        info.contains("s1") && info.contains("Type: custom"),
+        "{info}"
+    );
+    let cp = unique("oc");
+    d.lxc_ok(&[
+        "storage",
+        "volume",
+        "copy",
+        &format!("default/{v}"),
+        &format!("{p2}/{cp}"),
+    ]);
+    let f = pool_path(&d, &p2).join(format!("custom/{cp}/f"));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "1\n");
+    let mv = unique("om");
+    d.lxc_ok(&[
+        "storage",
+        "volume",
+        "move",
+        &format!("{p2}/{cp}"),
+        &format!("default/{mv}"),
+    ]);
+    assert!(!f.exists());
+    let info = d.lxc_ok(&["storage", "info", "default"]);
+    assert!(info.contains(&mv) && info.contains("space used"), "{info}");
+    for n in [&v, &mv] {
+        d.lxc_ok(&["storage", "volume", "delete", "default", n]);
+    }
+    d.lxc_ok(&["storage", "delete", &p2]);
+}
