@@ -46,4 +46,13 @@ pub const API_EXTENSIONS: &[&str] = &[
     "proxy",
     "proxy_unix",
     "proxy_udp",
+    "resources",
+    "storage_zfs_remove_snapshots",
+    "storage_zfs_use_refquota",
+    "storage_api_volume_rename",
+    "storage_api_local_volume_handling",
+    "storage_api_volume_snapshots",
+    "storage_volume_state",
+    "container_incremental_copy",
+    "custom_volume_refresh",
 ];

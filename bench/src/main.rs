@@ -2,8 +2,10 @@
 //! instances, a `GET /1.0` round trip) and memory (daemon RSS idle and loaded, host memory per
 //! running instance), for our daemon and, with `--with-lxd`, for Debian's real LXD started on the
 //! same machine with its own LXD_DIR and no network, alternating the two and printing ratios.
+//! `--storage` measures the storage drivers instead (`storage.rs`).
 
 mod debian;
+mod storage;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -35,6 +37,10 @@ struct Args {
     /// The busybox image tarball (built by scripts/build-busybox-image.sh).
     #[arg(long, default_value = "target/images/busybox.tar.xz")]
     image: PathBuf,
+    /// Measure launch, snapshot, restore and copy per storage driver (dir, btrfs, zfs-fuse)
+    /// instead of the default workload.
+    #[arg(long)]
+    storage: bool,
 }
 
 /// One daemon under test: how to start it and which client drives it.
@@ -328,6 +334,13 @@ fn main() -> Result<()> {
             result = Err(e.context(format!("starting {}", t.label)));
             break;
         }
+    }
+    if result.is_ok() && args.storage {
+        let r = storage::run(&mut targets, args.iterations);
+        for t in targets.iter_mut() {
+            t.stop();
+        }
+        return r;
     }
     let mut debian_res = None;
     if result.is_ok() && args.workload == "debian" {

@@ -295,9 +295,7 @@ pub fn validate_instance_key(key: &str, v: &str) -> Result<()> {
         | "raw.apparmor"
         | "linux.kernel_modules"
         | "description"
-        | "snapshots.schedule"
         | "snapshots.pattern"
-        | "snapshots.expiry"
         | "security.syscalls.allow"
         | "security.syscalls.deny"
         | "cloud-init.user-data"
@@ -305,6 +303,8 @@ pub fn validate_instance_key(key: &str, v: &str) -> Result<()> {
         | "cloud-init.network-config"
         | "user-data" => Ok(()),
         "snapshots.schedule.stopped" => check_bool(key, v),
+        "snapshots.schedule" => crate::storage::schedule::validate_schedule(v),
+        "snapshots.expiry" => crate::storage::schedule::validate_expiry(v),
         _ => Err(ApiError::bad_request(format!(
             "Invalid config key \"{key}\""
         ))),

@@ -18,6 +18,7 @@ pub mod network;
 pub mod operations;
 pub mod response;
 pub mod run;
+pub mod storage;
 
 /// The LXD server version we speak (the API level of LXD 5.0 LTS, which our clients target).
 pub const SERVER_VERSION: &str = "5.0.2";

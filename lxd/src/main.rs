@@ -41,9 +41,13 @@ enum Cmd {
         /// Storage backend to use (btrfs, dir or zfs)
         #[arg(long = "storage-backend", default_value = "dir")]
         storage_backend: String,
-        /// Name of the storage pool to create
-        #[arg(long = "storage-pool", default_value = "default")]
-        storage_pool: String,
+        /// Storage pool to use or create: an existing zpool or dataset, or a btrfs directory
+        /// (the new pool, "default", takes it as its source)
+        #[arg(long = "storage-pool")]
+        storage_pool: Option<String>,
+        /// Setup device based storage using DEVICE
+        #[arg(long = "storage-create-device")]
+        storage_create_device: Option<String>,
         /// Size in GiB of the new loop device
         #[arg(long = "storage-create-loop")]
         storage_create_loop: Option<u64>,
@@ -210,7 +214,8 @@ struct InitArgs {
     preseed: bool,
     dump: bool,
     backend: String,
-    pool: String,
+    /// The new pool's source (`--storage-pool` or `--storage-create-device`).
+    source: Option<String>,
     loop_size: Option<u64>,
     bridge: Option<String>,
     ipv4: String,
@@ -235,11 +240,16 @@ async fn init_auto(c: &lxd::local_client::LocalClient, a: &InitArgs) -> anyhow::
             _ => lxd::init::first_free_bridge(from),
         };
         let mut p =
-            lxd::init::auto_preseed(&a.backend, &a.pool, want_bridge.then_some(name.as_str()));
+            lxd::init::auto_preseed(&a.backend, "default", want_bridge.then_some(name.as_str()));
         if let Some(gib) = a.loop_size {
             p.storage_pools[0]
                 .config
                 .insert("size".into(), format!("{gib}GiB"));
+        }
+        if let Some(src) = &a.source {
+            p.storage_pools[0]
+                .config
+                .insert("source".into(), src.clone());
         }
         if let Some(n) = p.networks.first_mut() {
             n.config.insert("ipv4.address".into(), a.ipv4.clone());
@@ -352,6 +362,7 @@ fn main() {
                 dump,
                 storage_backend,
                 storage_pool,
+                storage_create_device,
                 storage_create_loop,
                 network_bridge,
                 network_ipv4,
@@ -363,7 +374,7 @@ fn main() {
                         preseed,
                         dump,
                         backend: storage_backend,
-                        pool: storage_pool,
+                        source: storage_create_device.or(storage_pool),
                         loop_size: storage_create_loop,
                         bridge: network_bridge,
                         ipv4: network_ipv4,

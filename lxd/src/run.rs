@@ -192,6 +192,7 @@ pub async fn serve(opts: DaemonOptions) -> anyhow::Result<()> {
             .await
     });
     lifecycle::reattach(&d).await?;
+    crate::storage::schedule::spawn(d.clone());
     d.set_ready();
     tracing::info!(dir = %d.dir.display(), "daemon started");
     let d2 = d.clone();

@@ -7,10 +7,13 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::layout::{INSTANCE_MODE, Layout};
+use crate::layout::{INSTANCE_MODE, Layout, volume_mode};
 use crate::revert::Reverter;
 use crate::util::{self, check_fingerprint, check_name, exists, mkdir_mode};
-use crate::{ConfigMap, Driver, Error, Filler, Info, Result, parse_size, runner};
+use crate::{
+    ConfigMap, Driver, Error, Filler, Info, RefreshOutcome, Result, VolumeType, parse_size, runner,
+    transfer,
+};
 
 const DEFAULT_SIZE: &str = "5GiB";
 const DEFAULT_MOUNT_OPTIONS: &str = "user_subvol_rm_allowed";
@@ -174,45 +177,72 @@ impl Btrfs {
         }
     }
 
-    fn need_instance(&self, name: &str) -> Result<PathBuf> {
-        check_name("instance", name)?;
-        let p = self.layout.instance(name);
+    fn need_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        check_name(vt.kind(), name)?;
+        let p = self.layout.volume(vt, name);
         if !exists(&p) {
-            return Err(Error::NotFound(format!("Instance volume {name:?}")));
+            return Err(Error::NotFound(format!("{} {name:?}", vt.label())));
         }
         Ok(p)
     }
 
-    fn need_free_instance(&self, name: &str) -> Result<PathBuf> {
-        check_name("instance", name)?;
-        let p = self.layout.instance(name);
+    fn need_free_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        check_name(vt.kind(), name)?;
+        let p = self.layout.volume(vt, name);
         if exists(&p) {
-            return Err(Error::AlreadyExists(format!("Instance volume {name:?}")));
+            return Err(Error::AlreadyExists(format!("{} {name:?}", vt.label())));
         }
         Ok(p)
     }
 
-    fn need_snapshot(&self, name: &str, snap: &str) -> Result<PathBuf> {
-        check_name("instance", name)?;
+    fn need_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<PathBuf> {
+        check_name(vt.kind(), name)?;
         check_name("snapshot", snap)?;
-        let p = self.layout.snapshot(name, snap);
+        let p = self.layout.snapshot(vt, name, snap);
         if !exists(&p) {
             return Err(Error::NotFound(format!("Snapshot {name}/{snap}")));
         }
         Ok(p)
     }
 
-    /// A writable snapshot of `src` as new instance volume `dst`, with the pool's default quota.
-    fn clone_to_instance(&self, src: &Path, dst: &Path) -> Result<()> {
+    /// A writable snapshot of `src` as new volume `dst`, with the pool's default quota.
+    fn clone_to_volume(&self, vt: VolumeType, src: &Path, dst: &Path) -> Result<()> {
         let mut rev = Reverter::new();
         subvol_snapshot(src, dst, false)?;
         let d = dst.to_path_buf();
         rev.add("delete new subvolume", move || subvol_delete(&d));
-        util::set_mode(dst, INSTANCE_MODE)?;
+        util::set_mode(dst, volume_mode(vt))?;
         if let Some(size) = self.config.get("volume.size").filter(|s| !s.is_empty()) {
             self.set_limit(dst, Some(parse_size(size)?))?;
         }
         rev.success();
+        Ok(())
+    }
+
+    /// Replace the volume at `vol` with a writable snapshot of `src`, keeping its quota; the
+    /// swap is two renames the reverter can undo.
+    fn replace_with_snapshot_of(&self, vol: &Path, src: &Path, parent: &Path) -> Result<()> {
+        let limit = self.qgroup(vol).and_then(|(_, l)| l);
+        let fresh = parent.join(format!(".restore-{}", util::nonce()));
+        let old = parent.join(format!(".old-{}", util::nonce()));
+        let mut rev = Reverter::new();
+        subvol_snapshot(src, &fresh, false)?;
+        let f = fresh.clone();
+        rev.add("delete new subvolume", move || subvol_delete(&f));
+        let mode = fs::symlink_metadata(vol)
+            .map(|m| m.mode() & 0o7777)
+            .unwrap_or(INSTANCE_MODE);
+        util::set_mode(&fresh, mode)?;
+        if limit.is_some() {
+            self.set_limit(&fresh, limit)?;
+        }
+        util::rename(vol, &old)?;
+        rev.add("put the volume back", || util::rename(&old, vol));
+        util::rename(&fresh, vol)?;
+        rev.success();
+        if let Err(e) = subvol_delete(&old) {
+            tracing::warn!("leftover after replacing {}: {e}", vol.display());
+        }
         Ok(())
     }
 
@@ -276,6 +306,7 @@ impl Driver for Btrfs {
             quotas: true,
             idmapped_mounts: true,
             xattrs: true,
+            coarse_timestamps: false,
             running_copy_freeze: false,
             remote: false,
             preserves_inodes: false,
@@ -333,6 +364,7 @@ impl Driver for Btrfs {
                 )?;
             }
             Source::Device(dev) => {
+                util::check_free_block_device(dev)?;
                 // No -f: mkfs refuses a device that already holds a filesystem.
                 runner::run(
                     "mkfs.btrfs",
@@ -474,8 +506,17 @@ impl Driver for Btrfs {
             .join(format!(".{fp}.tmp-{}", util::nonce()));
         let mut rev = Reverter::new();
         btrfs(["subvolume".as_ref(), "create".as_ref(), tmp.as_os_str()])?;
-        let t = tmp.clone();
-        rev.add("delete partial image subvolume", move || subvol_delete(&t));
+        let (t, pool) = (tmp.clone(), self.layout.pool_path());
+        rev.add("delete partial image subvolume", move || {
+            // btrfs frees a deleted subvolume's space only when its cleaner runs (up to 30 s
+            // later); files removed before a commit are freed by the commit. So a pool that just
+            // ran full (ENOSPC during the unpack) is usable again at once.
+            for e in fs::read_dir(&t).into_iter().flatten().flatten() {
+                let _ = util::remove_tree(&e.path());
+            }
+            let _ = btrfs(["filesystem".as_ref(), "sync".as_ref(), pool.as_os_str()]);
+            subvol_delete(&t)
+        });
         util::run_filler(filler, &tmp, fp)?;
         util::rename(&tmp, &dst)?;
         let d = dst.clone();
@@ -492,56 +533,64 @@ impl Driver for Btrfs {
 
     fn create_instance_from_image(&self, name: &str, fp: &str) -> Result<PathBuf> {
         check_fingerprint(fp)?;
-        let dst = self.need_free_instance(name)?;
+        let dst = self.need_free_volume(VolumeType::Container, name)?;
         let img = self.layout.image(fp);
         if !exists(&img) {
             return Err(Error::NotFound(format!("Image volume {fp}")));
         }
-        self.clone_to_instance(&img, &dst)?;
+        self.clone_to_volume(VolumeType::Container, &img, &dst)?;
         Ok(dst)
     }
 
-    fn create_instance_empty(&self, name: &str) -> Result<PathBuf> {
-        let dst = self.need_free_instance(name)?;
+    fn volume_path(&self, vt: VolumeType, name: &str) -> PathBuf {
+        self.layout.volume(vt, name)
+    }
+
+    fn volume_exists(&self, vt: VolumeType, name: &str) -> Result<bool> {
+        check_name(vt.kind(), name)?;
+        Ok(exists(&self.layout.volume(vt, name)))
+    }
+
+    fn create_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        let dst = self.need_free_volume(vt, name)?;
         let mut rev = Reverter::new();
         btrfs(["subvolume".as_ref(), "create".as_ref(), dst.as_os_str()])?;
         let d = dst.clone();
-        rev.add("delete instance subvolume", move || subvol_delete(&d));
-        util::set_mode(&dst, INSTANCE_MODE)?;
-        mkdir_mode(&dst.join("rootfs"), 0o755)?;
+        rev.add("delete volume subvolume", move || subvol_delete(&d));
+        util::set_mode(&dst, volume_mode(vt))?;
+        if vt == VolumeType::Container {
+            mkdir_mode(&dst.join("rootfs"), 0o755)?;
+        }
+        if let Some(size) = self.config.get("volume.size").filter(|s| !s.is_empty()) {
+            self.set_limit(&dst, Some(parse_size(size)?))?;
+        }
         rev.success();
         Ok(dst)
     }
 
-    fn instance_path(&self, name: &str) -> PathBuf {
-        self.layout.instance(name)
-    }
-
-    fn instance_exists(&self, name: &str) -> Result<bool> {
-        check_name("instance", name)?;
-        Ok(exists(&self.layout.instance(name)))
-    }
-
-    fn delete_instance(&self, name: &str) -> Result<()> {
-        check_name("instance", name)?;
-        let snaps = self.layout.snapshots_of(name);
+    fn delete_volume(&self, vt: VolumeType, name: &str) -> Result<()> {
+        check_name(vt.kind(), name)?;
+        let snaps = self.layout.snapshots_of(vt, name);
         for s in util::list_dir_by_age(&snaps)? {
             subvol_delete(&snaps.join(s))?;
         }
         util::remove_tree(&snaps)?;
-        subvol_delete(&self.layout.instance(name))
+        subvol_delete(&self.layout.volume(vt, name))
     }
 
-    fn rename_instance(&self, old: &str, new: &str) -> Result<()> {
-        let src = self.need_instance(old)?;
-        let dst = self.need_free_instance(new)?;
-        let (so, sn) = (self.layout.snapshots_of(old), self.layout.snapshots_of(new));
+    fn rename_volume(&self, vt: VolumeType, old: &str, new: &str) -> Result<()> {
+        let src = self.need_volume(vt, old)?;
+        let dst = self.need_free_volume(vt, new)?;
+        let (so, sn) = (
+            self.layout.snapshots_of(vt, old),
+            self.layout.snapshots_of(vt, new),
+        );
         if exists(&sn) {
             return Err(Error::AlreadyExists(format!("Snapshots of {new:?}")));
         }
         let mut rev = Reverter::new();
         util::rename(&src, &dst)?;
-        rev.add("rename instance back", || util::rename(&dst, &src));
+        rev.add("rename volume back", || util::rename(&dst, &src));
         if exists(&so) {
             util::rename(&so, &sn)?;
         }
@@ -549,16 +598,22 @@ impl Driver for Btrfs {
         Ok(())
     }
 
-    fn copy_instance(&self, src: &str, dst: &str, with_snapshots: bool) -> Result<PathBuf> {
-        let from = self.need_instance(src)?;
-        let to = self.need_free_instance(dst)?;
-        let snaps_to = self.layout.snapshots_of(dst);
+    fn copy_volume(
+        &self,
+        vt: VolumeType,
+        src: &str,
+        dst: &str,
+        with_snapshots: bool,
+    ) -> Result<PathBuf> {
+        let from = self.need_volume(vt, src)?;
+        let to = self.need_free_volume(vt, dst)?;
+        let snaps_to = self.layout.snapshots_of(vt, dst);
         if with_snapshots && exists(&snaps_to) {
             return Err(Error::AlreadyExists(format!("Snapshots of {dst:?}")));
         }
         let mut rev = Reverter::new();
         if with_snapshots {
-            let snaps = self.list_snapshots(src)?;
+            let snaps = self.list_volume_snapshots(vt, src)?;
             if !snaps.is_empty() {
                 mkdir_mode(&snaps_to, 0o700)?;
                 let s = snaps_to.clone();
@@ -570,44 +625,44 @@ impl Driver for Btrfs {
                 });
                 for snap in snaps {
                     subvol_snapshot(
-                        &self.layout.snapshot(src, &snap),
+                        &self.layout.snapshot(vt, src, &snap),
                         &snaps_to.join(&snap),
                         true,
                     )?;
                 }
             }
         }
-        self.clone_to_instance(&from, &to)?;
+        self.clone_to_volume(vt, &from, &to)?;
         rev.success();
         Ok(to)
     }
 
-    fn mount_instance(&self, name: &str) -> Result<PathBuf> {
-        self.need_instance(name)
+    fn mount_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        self.need_volume(vt, name)
     }
 
-    fn unmount_instance(&self, name: &str) -> Result<()> {
-        check_name("instance", name)
+    fn unmount_volume(&self, vt: VolumeType, name: &str) -> Result<()> {
+        check_name(vt.kind(), name)
     }
 
-    fn instance_usage(&self, name: &str) -> Result<Option<u64>> {
-        let p = self.need_instance(name)?;
+    fn volume_usage(&self, vt: VolumeType, name: &str) -> Result<Option<u64>> {
+        let p = self.need_volume(vt, name)?;
         Ok(self.qgroup(&p).map(|(rfer, _)| rfer))
     }
 
-    fn set_instance_quota(&self, name: &str, size: Option<u64>) -> Result<()> {
-        let p = self.need_instance(name)?;
+    fn set_volume_quota(&self, vt: VolumeType, name: &str, size: Option<u64>) -> Result<()> {
+        let p = self.need_volume(vt, name)?;
         self.set_limit(&p, size)
     }
 
-    fn create_snapshot(&self, name: &str, snap: &str) -> Result<()> {
-        let src = self.need_instance(name)?;
+    fn create_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<()> {
+        let src = self.need_volume(vt, name)?;
         check_name("snapshot", snap)?;
-        let dst = self.layout.snapshot(name, snap);
+        let dst = self.layout.snapshot(vt, name, snap);
         if exists(&dst) {
             return Err(Error::AlreadyExists(format!("Snapshot {name}/{snap}")));
         }
-        let parent = self.layout.snapshots_of(name);
+        let parent = self.layout.snapshots_of(vt, name);
         let mut rev = Reverter::new();
         if !exists(&parent) {
             mkdir_mode(&parent, 0o700)?;
@@ -619,68 +674,108 @@ impl Driver for Btrfs {
         Ok(())
     }
 
-    fn delete_snapshot(&self, name: &str, snap: &str) -> Result<()> {
-        let p = self.need_snapshot(name, snap)?;
+    fn delete_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<()> {
+        let p = self.need_snapshot(vt, name, snap)?;
         subvol_delete(&p)?;
-        let parent = self.layout.snapshots_of(name);
+        let parent = self.layout.snapshots_of(vt, name);
         if util::is_dir_empty(&parent).unwrap_or(false) {
             util::remove_tree(&parent)?;
         }
         Ok(())
     }
 
-    fn rename_snapshot(&self, name: &str, old: &str, new: &str) -> Result<()> {
-        let src = self.need_snapshot(name, old)?;
+    fn rename_volume_snapshot(
+        &self,
+        vt: VolumeType,
+        name: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<()> {
+        let src = self.need_snapshot(vt, name, old)?;
         check_name("snapshot", new)?;
-        let dst = self.layout.snapshot(name, new);
+        let dst = self.layout.snapshot(vt, name, new);
         if exists(&dst) {
             return Err(Error::AlreadyExists(format!("Snapshot {name}/{new}")));
         }
         util::rename(&src, &dst)
     }
 
-    fn restore_snapshot(&self, name: &str, snap: &str) -> Result<Vec<String>> {
-        let inst = self.need_instance(name)?;
-        let src = self.need_snapshot(name, snap)?;
-        let limit = self.qgroup(&inst).and_then(|(_, l)| l);
-        let containers = self.layout.containers();
-        let fresh = containers.join(format!(".restore-{}", util::nonce()));
-        let old = containers.join(format!(".old-{}", util::nonce()));
-        let mut rev = Reverter::new();
-        subvol_snapshot(&src, &fresh, false)?;
-        let f = fresh.clone();
-        rev.add("delete restore snapshot", move || subvol_delete(&f));
-        if limit.is_some() {
-            self.set_limit(&fresh, limit)?;
-        }
-        util::rename(&inst, &old)?;
-        rev.add("put the instance back", || util::rename(&old, &inst));
-        util::rename(&fresh, &inst)?;
-        rev.success();
-        if let Err(e) = subvol_delete(&old) {
-            tracing::warn!("leftover after restore of {name}: {e}");
-        }
+    fn restore_volume_snapshot(
+        &self,
+        vt: VolumeType,
+        name: &str,
+        snap: &str,
+        _remove_newer: Option<bool>,
+    ) -> Result<Vec<String>> {
+        let vol = self.need_volume(vt, name)?;
+        let src = self.need_snapshot(vt, name, snap)?;
+        self.replace_with_snapshot_of(&vol, &src, &self.layout.volumes(vt))?;
         Ok(Vec::new())
     }
 
-    fn snapshot_path(&self, name: &str, snap: &str) -> PathBuf {
-        self.layout.snapshot(name, snap)
+    fn volume_snapshot_path(&self, vt: VolumeType, name: &str, snap: &str) -> PathBuf {
+        self.layout.snapshot(vt, name, snap)
     }
 
-    fn list_snapshots(&self, name: &str) -> Result<Vec<String>> {
-        check_name("instance", name)?;
-        util::list_dir_by_age(&self.layout.snapshots_of(name))
+    fn list_volume_snapshots(&self, vt: VolumeType, name: &str) -> Result<Vec<String>> {
+        check_name(vt.kind(), name)?;
+        util::list_dir_by_age(&self.layout.snapshots_of(vt, name))
     }
 
-    fn create_instance_from_snapshot(
+    fn create_volume_from_snapshot(
         &self,
+        vt: VolumeType,
         name: &str,
         snap: &str,
         new_name: &str,
     ) -> Result<PathBuf> {
-        let src = self.need_snapshot(name, snap)?;
-        let dst = self.need_free_instance(new_name)?;
-        self.clone_to_instance(&src, &dst)?;
+        let src = self.need_snapshot(vt, name, snap)?;
+        let dst = self.need_free_volume(vt, new_name)?;
+        self.clone_to_volume(vt, &src, &dst)?;
         Ok(dst)
+    }
+
+    fn mount_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<PathBuf> {
+        self.need_snapshot(vt, name, snap)
+    }
+
+    fn unmount_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<()> {
+        self.need_snapshot(vt, name, snap).map(|_| ())
+    }
+
+    /// Within one btrfs filesystem a refresh is all copy-on-write: new snapshots are read-only
+    /// snapshots of the source's, and the volume becomes a writable snapshot of the source.
+    fn refresh_volume(
+        &self,
+        vt: VolumeType,
+        src: &str,
+        dst: &str,
+        common: &[String],
+        with_snapshots: bool,
+    ) -> Result<RefreshOutcome> {
+        let from = self.need_volume(vt, src)?;
+        let to = self.need_volume(vt, dst)?;
+        let mut out = RefreshOutcome {
+            incremental: true,
+            ..Default::default()
+        };
+        for s in self.list_volume_snapshots(vt, dst)? {
+            if !common.contains(&s) {
+                self.delete_volume_snapshot(vt, dst, &s)?;
+                out.removed.push(s);
+            }
+        }
+        if with_snapshots {
+            let parent = self.layout.snapshots_of(vt, dst);
+            for s in transfer::snapshots_after(&self.list_volume_snapshots(vt, src)?, common) {
+                if !exists(&parent) {
+                    mkdir_mode(&parent, 0o700)?;
+                }
+                subvol_snapshot(&self.layout.snapshot(vt, src, &s), &parent.join(&s), true)?;
+                out.added.push(s);
+            }
+        }
+        self.replace_with_snapshot_of(&to, &from, &self.layout.volumes(vt))?;
+        Ok(out)
     }
 }

@@ -4,12 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::layout::{INSTANCE_MODE, Layout};
+use crate::layout::{INSTANCE_MODE, Layout, volume_mode};
 use crate::revert::Reverter;
 use crate::util::{
     self, check_fingerprint, check_name, copy_tree, exists, mkdir_mode, remove_tree,
 };
-use crate::{ConfigMap, Driver, Error, Filler, Info, Result, runner};
+use crate::{
+    ConfigMap, Driver, Error, Filler, Info, RefreshOutcome, Result, VolumeType, runner, transfer,
+};
 
 #[derive(Debug)]
 pub(crate) struct Dir {
@@ -37,44 +39,44 @@ impl Dir {
         self.source != self.layout.pool_path()
     }
 
-    fn need_instance(&self, name: &str) -> Result<PathBuf> {
-        check_name("instance", name)?;
-        let p = self.layout.instance(name);
+    fn need_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        check_name(vt.kind(), name)?;
+        let p = self.layout.volume(vt, name);
         if !exists(&p) {
-            return Err(Error::NotFound(format!("Instance volume {name:?}")));
+            return Err(Error::NotFound(format!("{} {name:?}", vt.label())));
         }
         Ok(p)
     }
 
-    fn need_free_instance(&self, name: &str) -> Result<PathBuf> {
-        check_name("instance", name)?;
-        let p = self.layout.instance(name);
+    fn need_free_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        check_name(vt.kind(), name)?;
+        let p = self.layout.volume(vt, name);
         if exists(&p) {
-            return Err(Error::AlreadyExists(format!("Instance volume {name:?}")));
+            return Err(Error::AlreadyExists(format!("{} {name:?}", vt.label())));
         }
         Ok(p)
     }
 
-    fn need_snapshot(&self, name: &str, snap: &str) -> Result<PathBuf> {
-        check_name("instance", name)?;
+    fn need_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<PathBuf> {
+        check_name(vt.kind(), name)?;
         check_name("snapshot", snap)?;
-        let p = self.layout.snapshot(name, snap);
+        let p = self.layout.snapshot(vt, name, snap);
         if !exists(&p) {
             return Err(Error::NotFound(format!("Snapshot {name}/{snap}")));
         }
         Ok(p)
     }
 
-    /// Copy `src` into a new instance volume `dst` via a temporary name, so a failed or
-    /// interrupted copy never leaves a half instance behind.
-    fn copy_into_new(&self, src: &Path, dst: &Path) -> Result<()> {
+    /// Copy `src` into a new volume `dst` via a temporary name, so a failed or interrupted copy
+    /// never leaves a half volume behind.
+    fn copy_into_new(&self, src: &Path, dst: &Path, mode: u32) -> Result<()> {
         let parent = dst.parent().unwrap_or(Path::new("/"));
         let tmp = parent.join(format!(".tmp-{}", util::nonce()));
         let mut rev = Reverter::new();
         let tmp_c = tmp.clone();
         rev.add("remove partial copy", move || remove_tree(&tmp_c));
         copy_tree(src, &tmp)?;
-        util::set_mode(&tmp, INSTANCE_MODE)?;
+        util::set_mode(&tmp, mode)?;
         util::rename(&tmp, dst)?;
         rev.success();
         Ok(())
@@ -90,6 +92,7 @@ impl Driver for Dir {
             quotas: false,
             idmapped_mounts: util::supports_idmapped_mounts(&self.source),
             xattrs: true,
+            coarse_timestamps: false,
             running_copy_freeze: true,
             remote: false,
             preserves_inodes: false,
@@ -226,51 +229,56 @@ impl Driver for Dir {
 
     fn create_instance_from_image(&self, name: &str, fp: &str) -> Result<PathBuf> {
         check_fingerprint(fp)?;
-        let dst = self.need_free_instance(name)?;
+        let dst = self.need_free_volume(VolumeType::Container, name)?;
         let img = self.layout.image(fp);
         if !exists(&img) {
             return Err(Error::NotFound(format!("Image volume {fp}")));
         }
-        self.copy_into_new(&img, &dst)?;
+        self.copy_into_new(&img, &dst, INSTANCE_MODE)?;
         Ok(dst)
     }
 
-    fn create_instance_empty(&self, name: &str) -> Result<PathBuf> {
-        let dst = self.need_free_instance(name)?;
+    fn volume_path(&self, vt: VolumeType, name: &str) -> PathBuf {
+        self.layout.volume(vt, name)
+    }
+
+    fn volume_exists(&self, vt: VolumeType, name: &str) -> Result<bool> {
+        check_name(vt.kind(), name)?;
+        Ok(exists(&self.layout.volume(vt, name)))
+    }
+
+    fn create_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        let dst = self.need_free_volume(vt, name)?;
         let mut rev = Reverter::new();
-        mkdir_mode(&dst, INSTANCE_MODE)?;
+        mkdir_mode(&dst, volume_mode(vt))?;
         let d = dst.clone();
-        rev.add("remove instance directory", move || remove_tree(&d));
-        mkdir_mode(&dst.join("rootfs"), 0o755)?;
+        rev.add("remove volume directory", move || remove_tree(&d));
+        if vt == VolumeType::Container {
+            mkdir_mode(&dst.join("rootfs"), 0o755)?;
+        }
         rev.success();
         Ok(dst)
     }
 
-    fn instance_path(&self, name: &str) -> PathBuf {
-        self.layout.instance(name)
+    fn delete_volume(&self, vt: VolumeType, name: &str) -> Result<()> {
+        check_name(vt.kind(), name)?;
+        remove_tree(&self.layout.snapshots_of(vt, name))?;
+        remove_tree(&self.layout.volume(vt, name))
     }
 
-    fn instance_exists(&self, name: &str) -> Result<bool> {
-        check_name("instance", name)?;
-        Ok(exists(&self.layout.instance(name)))
-    }
-
-    fn delete_instance(&self, name: &str) -> Result<()> {
-        check_name("instance", name)?;
-        remove_tree(&self.layout.snapshots_of(name))?;
-        remove_tree(&self.layout.instance(name))
-    }
-
-    fn rename_instance(&self, old: &str, new: &str) -> Result<()> {
-        let src = self.need_instance(old)?;
-        let dst = self.need_free_instance(new)?;
-        let (snaps_old, snaps_new) = (self.layout.snapshots_of(old), self.layout.snapshots_of(new));
+    fn rename_volume(&self, vt: VolumeType, old: &str, new: &str) -> Result<()> {
+        let src = self.need_volume(vt, old)?;
+        let dst = self.need_free_volume(vt, new)?;
+        let (snaps_old, snaps_new) = (
+            self.layout.snapshots_of(vt, old),
+            self.layout.snapshots_of(vt, new),
+        );
         if exists(&snaps_new) {
             return Err(Error::AlreadyExists(format!("Snapshots of {new:?}")));
         }
         let mut rev = Reverter::new();
         util::rename(&src, &dst)?;
-        rev.add("rename instance back", || util::rename(&dst, &src));
+        rev.add("rename volume back", || util::rename(&dst, &src));
         if exists(&snaps_old) {
             util::rename(&snaps_old, &snaps_new)?;
         }
@@ -278,107 +286,133 @@ impl Driver for Dir {
         Ok(())
     }
 
-    fn copy_instance(&self, src: &str, dst: &str, with_snapshots: bool) -> Result<PathBuf> {
-        let from = self.need_instance(src)?;
-        let to = self.need_free_instance(dst)?;
-        let snaps_to = self.layout.snapshots_of(dst);
+    fn copy_volume(
+        &self,
+        vt: VolumeType,
+        src: &str,
+        dst: &str,
+        with_snapshots: bool,
+    ) -> Result<PathBuf> {
+        let from = self.need_volume(vt, src)?;
+        let to = self.need_free_volume(vt, dst)?;
+        let snaps_to = self.layout.snapshots_of(vt, dst);
         if with_snapshots && exists(&snaps_to) {
             return Err(Error::AlreadyExists(format!("Snapshots of {dst:?}")));
         }
         let mut rev = Reverter::new();
         if with_snapshots {
-            let snaps = self.list_snapshots(src)?;
+            let snaps = self.list_volume_snapshots(vt, src)?;
             if !snaps.is_empty() {
                 mkdir_mode(&snaps_to, 0o700)?;
                 let s = snaps_to.clone();
                 rev.add("remove copied snapshots", move || remove_tree(&s));
                 for snap in snaps {
-                    self.copy_into_new(&self.layout.snapshot(src, &snap), &snaps_to.join(&snap))?;
+                    self.copy_into_new(
+                        &self.layout.snapshot(vt, src, &snap),
+                        &snaps_to.join(&snap),
+                        volume_mode(vt),
+                    )?;
                 }
             }
         }
-        self.copy_into_new(&from, &to)?;
+        self.copy_into_new(&from, &to, volume_mode(vt))?;
         rev.success();
         Ok(to)
     }
 
-    fn mount_instance(&self, name: &str) -> Result<PathBuf> {
-        self.need_instance(name)
+    fn mount_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        self.need_volume(vt, name)
     }
 
-    fn unmount_instance(&self, name: &str) -> Result<()> {
-        check_name("instance", name)
+    fn unmount_volume(&self, vt: VolumeType, name: &str) -> Result<()> {
+        check_name(vt.kind(), name)
     }
 
-    fn instance_usage(&self, name: &str) -> Result<Option<u64>> {
-        let p = self.need_instance(name)?;
-        util::tree_usage(&p).map(Some)
+    fn volume_usage(&self, vt: VolumeType, name: &str) -> Result<Option<u64>> {
+        // LXD's dir driver reports usage only with project quotas; walking the tree on every
+        // `lxc list` would be too slow.
+        self.need_volume(vt, name)?;
+        Ok(None)
     }
 
-    fn set_instance_quota(&self, name: &str, size: Option<u64>) -> Result<()> {
-        self.need_instance(name)?;
+    fn set_volume_quota(&self, vt: VolumeType, name: &str, size: Option<u64>) -> Result<()> {
+        self.need_volume(vt, name)?;
         match size {
             None => Ok(()),
-            Some(_) => Err(Error::NotSupported(
-                "Quotas are not supported by the dir driver".into(),
-            )),
+            Some(_) => Err(Error::NotSupported(format!(
+                "Storage pool \"{}\" (dir) cannot limit the size of its volumes",
+                self.layout.pool
+            ))),
         }
     }
 
-    fn create_snapshot(&self, name: &str, snap: &str) -> Result<()> {
-        let src = self.need_instance(name)?;
+    fn create_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<()> {
+        let src = self.need_volume(vt, name)?;
         check_name("snapshot", snap)?;
-        let dst = self.layout.snapshot(name, snap);
+        let dst = self.layout.snapshot(vt, name, snap);
         if exists(&dst) {
             return Err(Error::AlreadyExists(format!("Snapshot {name}/{snap}")));
         }
-        let parent = self.layout.snapshots_of(name);
+        let parent = self.layout.snapshots_of(vt, name);
         let mut rev = Reverter::new();
         if !exists(&parent) {
             mkdir_mode(&parent, 0o700)?;
             let p = parent.clone();
             rev.add("remove snapshot directory", move || remove_tree(&p));
         }
-        self.copy_into_new(&src, &dst)?;
+        self.copy_into_new(&src, &dst, volume_mode(vt))?;
         rev.success();
         Ok(())
     }
 
-    fn delete_snapshot(&self, name: &str, snap: &str) -> Result<()> {
-        let p = self.need_snapshot(name, snap)?;
+    fn delete_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<()> {
+        let p = self.need_snapshot(vt, name, snap)?;
         remove_tree(&p)?;
-        let parent = self.layout.snapshots_of(name);
+        let parent = self.layout.snapshots_of(vt, name);
         if util::is_dir_empty(&parent).unwrap_or(false) {
             remove_tree(&parent)?;
         }
         Ok(())
     }
 
-    fn rename_snapshot(&self, name: &str, old: &str, new: &str) -> Result<()> {
-        let src = self.need_snapshot(name, old)?;
+    fn rename_volume_snapshot(
+        &self,
+        vt: VolumeType,
+        name: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<()> {
+        let src = self.need_snapshot(vt, name, old)?;
         check_name("snapshot", new)?;
-        let dst = self.layout.snapshot(name, new);
+        let dst = self.layout.snapshot(vt, name, new);
         if exists(&dst) {
             return Err(Error::AlreadyExists(format!("Snapshot {name}/{new}")));
         }
         util::rename(&src, &dst)
     }
 
-    fn restore_snapshot(&self, name: &str, snap: &str) -> Result<Vec<String>> {
-        let inst = self.need_instance(name)?;
-        let src = self.need_snapshot(name, snap)?;
-        // Copy first, then swap: until the swap the instance is untouched, and the swap is two
+    fn restore_volume_snapshot(
+        &self,
+        vt: VolumeType,
+        name: &str,
+        snap: &str,
+        _remove_newer: Option<bool>,
+    ) -> Result<Vec<String>> {
+        let vol = self.need_volume(vt, name)?;
+        let src = self.need_snapshot(vt, name, snap)?;
+        // Copy first, then swap: until the swap the volume is untouched, and the swap is two
         // renames that the reverter can undo.
-        let containers = self.layout.containers();
-        let fresh = containers.join(format!(".restore-{}", util::nonce()));
-        let old = containers.join(format!(".old-{}", util::nonce()));
+        let parent = self.layout.volumes(vt);
+        let fresh = parent.join(format!(".restore-{}", util::nonce()));
+        let old = parent.join(format!(".old-{}", util::nonce()));
         let mut rev = Reverter::new();
         let f = fresh.clone();
         rev.add("remove restore copy", move || remove_tree(&f));
         copy_tree(&src, &fresh)?;
-        util::rename(&inst, &old)?;
-        rev.add("put the instance back", || util::rename(&old, &inst));
-        util::rename(&fresh, &inst)?;
+        util::set_mode(&fresh, volume_mode(vt))?;
+        util::rename(&vol, &old)?;
+        rev.add("put the volume back", || util::rename(&old, &vol));
+        util::rename(&fresh, &vol)?;
         rev.success();
         if let Err(e) = remove_tree(&old) {
             tracing::warn!("leftover after restore of {name}: {e}");
@@ -386,24 +420,76 @@ impl Driver for Dir {
         Ok(Vec::new())
     }
 
-    fn snapshot_path(&self, name: &str, snap: &str) -> PathBuf {
-        self.layout.snapshot(name, snap)
+    fn volume_snapshot_path(&self, vt: VolumeType, name: &str, snap: &str) -> PathBuf {
+        self.layout.snapshot(vt, name, snap)
     }
 
-    fn list_snapshots(&self, name: &str) -> Result<Vec<String>> {
-        check_name("instance", name)?;
-        util::list_dir_by_age(&self.layout.snapshots_of(name))
+    fn list_volume_snapshots(&self, vt: VolumeType, name: &str) -> Result<Vec<String>> {
+        check_name(vt.kind(), name)?;
+        util::list_dir_by_age(&self.layout.snapshots_of(vt, name))
     }
 
-    fn create_instance_from_snapshot(
+    fn create_volume_from_snapshot(
         &self,
+        vt: VolumeType,
         name: &str,
         snap: &str,
         new_name: &str,
     ) -> Result<PathBuf> {
-        let src = self.need_snapshot(name, snap)?;
-        let dst = self.need_free_instance(new_name)?;
-        self.copy_into_new(&src, &dst)?;
+        let src = self.need_snapshot(vt, name, snap)?;
+        let dst = self.need_free_volume(vt, new_name)?;
+        self.copy_into_new(&src, &dst, volume_mode(vt))?;
         Ok(dst)
+    }
+
+    fn mount_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<PathBuf> {
+        self.need_snapshot(vt, name, snap)
+    }
+
+    fn unmount_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<()> {
+        self.need_snapshot(vt, name, snap).map(|_| ())
+    }
+
+    fn refresh_volume(
+        &self,
+        vt: VolumeType,
+        src: &str,
+        dst: &str,
+        common: &[String],
+        with_snapshots: bool,
+    ) -> Result<RefreshOutcome> {
+        // Snapshots are plain trees here: copy them straight into place, then rsync the volume.
+        self.need_volume(vt, src)?;
+        let to = self.need_volume(vt, dst)?;
+        let mut out = RefreshOutcome::default();
+        for s in self.list_volume_snapshots(vt, dst)? {
+            if !common.contains(&s) {
+                self.delete_volume_snapshot(vt, dst, &s)?;
+                out.removed.push(s);
+            }
+        }
+        if with_snapshots {
+            let snaps_to = self.layout.snapshots_of(vt, dst);
+            for s in transfer::snapshots_after(&self.list_volume_snapshots(vt, src)?, common) {
+                if !exists(&snaps_to) {
+                    mkdir_mode(&snaps_to, 0o700)?;
+                }
+                self.copy_into_new(
+                    &self.layout.snapshot(vt, src, &s),
+                    &snaps_to.join(&s),
+                    volume_mode(vt),
+                )?;
+                out.added.push(s);
+            }
+        }
+        transfer::rsync(
+            &self.layout.volume(vt, src),
+            &to,
+            transfer::RsyncOpts {
+                xattrs: true,
+                checksum: false,
+            },
+        )?;
+        Ok(out)
     }
 }

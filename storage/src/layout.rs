@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::Result;
 use crate::util::mkdir_mode;
+use crate::{Result, VolumeType};
 
 /// Top-level volume directories of every pool.
 pub(crate) const BASE_DIRS: [&str; 5] = [
@@ -17,6 +17,16 @@ pub(crate) const BASE_DIRS: [&str; 5] = [
 
 /// LXD gives instance and snapshot mount paths mode 0100: only root may traverse them.
 pub(crate) const INSTANCE_MODE: u32 = 0o100;
+/// The root of a custom volume is what a container sees at the disk device's path (LXD: 0711).
+pub(crate) const CUSTOM_MODE: u32 = 0o711;
+
+/// The mode of a volume's top directory.
+pub(crate) fn volume_mode(vt: VolumeType) -> u32 {
+    match vt {
+        VolumeType::Container => INSTANCE_MODE,
+        VolumeType::Custom => CUSTOM_MODE,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -36,20 +46,21 @@ impl Layout {
         self.lxd_dir.join("storage-pools").join(&self.pool)
     }
 
-    pub(crate) fn containers(&self) -> PathBuf {
-        self.pool_path().join("containers")
+    /// `<pool>/<type dir>`.
+    pub(crate) fn volumes(&self, vt: VolumeType) -> PathBuf {
+        self.pool_path().join(vt.dir())
     }
 
-    pub(crate) fn instance(&self, name: &str) -> PathBuf {
-        self.containers().join(name)
+    pub(crate) fn volume(&self, vt: VolumeType, name: &str) -> PathBuf {
+        self.volumes(vt).join(name)
     }
 
-    pub(crate) fn snapshots_of(&self, name: &str) -> PathBuf {
-        self.pool_path().join("containers-snapshots").join(name)
+    pub(crate) fn snapshots_of(&self, vt: VolumeType, name: &str) -> PathBuf {
+        self.pool_path().join(vt.snapshots_dir()).join(name)
     }
 
-    pub(crate) fn snapshot(&self, name: &str, snap: &str) -> PathBuf {
-        self.snapshots_of(name).join(snap)
+    pub(crate) fn snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> PathBuf {
+        self.snapshots_of(vt, name).join(snap)
     }
 
     pub(crate) fn images(&self) -> PathBuf {

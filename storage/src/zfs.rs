@@ -4,14 +4,17 @@
 //! clone, snapshots `@snapshot-<name>`; datasets mount at explicit `mountpoint=` paths.
 
 use std::fs;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::get_bool;
-use crate::layout::{INSTANCE_MODE, Layout};
+use crate::layout::{INSTANCE_MODE, Layout, volume_mode};
 use crate::revert::Reverter;
 use crate::util::{self, check_fingerprint, check_name, exists, mkdir_mode};
-use crate::{ConfigMap, Driver, Error, Filler, Info, Result, parse_size, runner};
+use crate::{
+    ConfigMap, Driver, Error, Filler, Info, RefreshOutcome, Result, VolumeType, parse_size, runner,
+    transfer,
+};
 
 const DEFAULT_SIZE: &str = "5GiB";
 const USER_SNAPSHOT_PREFIX: &str = "snapshot-";
@@ -76,13 +79,16 @@ where
     runner::run("zfs", args)
 }
 
-/// zfs-fuse unmounts asynchronously: a mount, rename or destroy right after an unmount can
-/// fail with "dataset is busy" for a moment. Retry those a few times.
+/// zfs-fuse unmounts asynchronously: a mount, rename, destroy or rollback right after an unmount
+/// can fail with "dataset is busy" (or, for a rollback, "I/O error") for a moment. Retry those a
+/// few times.
 fn zfs_retry(args: &[&str]) -> Result<String> {
     let mut delay = std::time::Duration::from_millis(100);
     for _ in 0..5 {
         match zfs(args) {
-            Err(Error::Command { message, .. }) if message.contains("busy") => {
+            Err(Error::Command { message, .. })
+                if message.contains("busy") || message.contains("I/O error") =>
+            {
                 std::thread::sleep(delay);
                 delay *= 2;
             }
@@ -176,44 +182,91 @@ impl Zfs {
         format!("{}/{rel}", self.dataset)
     }
 
-    fn instance_ds(&self, name: &str) -> String {
-        self.ds(&format!("containers/{name}"))
+    fn vol_ds(&self, vt: VolumeType, name: &str) -> String {
+        self.ds(&format!("{}/{name}", vt.dir()))
     }
 
     fn image_ds(&self, fp: &str) -> String {
         self.ds(&format!("images/{fp}"))
     }
 
-    fn snap(&self, name: &str, snap: &str) -> String {
-        format!("{}@{USER_SNAPSHOT_PREFIX}{snap}", self.instance_ds(name))
+    fn snap(&self, vt: VolumeType, name: &str, snap: &str) -> String {
+        format!("{}@{USER_SNAPSHOT_PREFIX}{snap}", self.vol_ds(vt, name))
     }
 
-    fn need_instance(&self, name: &str) -> Result<String> {
-        check_name("instance", name)?;
-        let ds = self.instance_ds(name);
+    /// The temporary read-only clone that makes a snapshot's files visible (zfs-fuse has no
+    /// `.zfs/snapshot` directory and cannot mount a snapshot). The length prefix keeps names
+    /// unique whatever the volume and snapshot names contain.
+    fn snapmount_ds(&self, vt: VolumeType, name: &str, snap: &str) -> String {
+        self.ds(&format!(
+            "deleted/{}/snap-{}-{name}-{snap}",
+            vt.dir(),
+            name.len()
+        ))
+    }
+
+    /// Destroy the snapshot mounts left for a volume (all of them, or one snapshot's).
+    fn drop_snapmounts(&self, vt: VolumeType, name: &str, snap: Option<&str>) -> Result<()> {
+        let parent = self.ds(&format!("deleted/{}", vt.dir()));
+        let prefix = match snap {
+            Some(s) => self.snapmount_ds(vt, name, s),
+            None => format!("{parent}/snap-{}-{name}-", name.len()),
+        };
+        let out = zfs([
+            "list",
+            "-H",
+            "-o",
+            "name",
+            "-t",
+            "filesystem",
+            "-r",
+            &parent,
+        ])?;
+        for ds in out.lines().filter(|l| l.starts_with(&prefix)) {
+            if snap.is_some() && ds != prefix {
+                continue;
+            }
+            Self::destroy(ds)?;
+        }
+        Ok(())
+    }
+
+    fn need_volume(&self, vt: VolumeType, name: &str) -> Result<String> {
+        check_name(vt.kind(), name)?;
+        let ds = self.vol_ds(vt, name);
         if !dataset_exists(&ds)? {
-            return Err(Error::NotFound(format!("Instance volume {name:?}")));
+            return Err(Error::NotFound(format!("{} {name:?}", vt.label())));
         }
         Ok(ds)
     }
 
-    fn need_free_instance(&self, name: &str) -> Result<String> {
-        check_name("instance", name)?;
-        let ds = self.instance_ds(name);
+    fn need_free_volume(&self, vt: VolumeType, name: &str) -> Result<String> {
+        check_name(vt.kind(), name)?;
+        let ds = self.vol_ds(vt, name);
         if dataset_exists(&ds)? {
-            return Err(Error::AlreadyExists(format!("Instance volume {name:?}")));
+            return Err(Error::AlreadyExists(format!("{} {name:?}", vt.label())));
         }
         Ok(ds)
     }
 
-    fn need_snapshot(&self, name: &str, snap: &str) -> Result<String> {
-        check_name("instance", name)?;
+    fn need_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<String> {
+        check_name(vt.kind(), name)?;
         check_name("snapshot", snap)?;
-        let s = self.snap(name, snap);
+        let s = self.snap(vt, name, snap);
         if !dataset_exists(&s)? {
             return Err(Error::NotFound(format!("Snapshot {name}/{snap}")));
         }
         Ok(s)
+    }
+
+    /// User snapshot names of a volume dataset, oldest first.
+    fn user_snapshots(&self, ds: &str) -> Result<Vec<String>> {
+        let prefix = format!("{ds}@{USER_SNAPSHOT_PREFIX}");
+        Ok(self
+            .snapshots_of(ds)?
+            .iter()
+            .filter_map(|s| s.strip_prefix(&prefix).map(str::to_string))
+            .collect())
     }
 
     fn pool_imported(&self) -> bool {
@@ -282,10 +335,10 @@ impl Zfs {
     }
 
     /// Point `ds` at `path` and mount it there.
-    fn mount_at(ds: &str, path: &Path) -> Result<()> {
+    fn mount_at(ds: &str, path: &Path, mode: u32) -> Result<()> {
         zfs(["set", &mountpoint_opt(path), ds])?;
         Self::mount(ds)?;
-        util::set_mode(path, INSTANCE_MODE)
+        util::set_mode(path, mode)
     }
 
     fn destroy(ds: &str) -> Result<()> {
@@ -337,12 +390,16 @@ impl Zfs {
     }
 
     /// New instance dataset `dst` as a clone of `origin`, mounted at `path`, default quota set.
-    fn clone_to(&self, origin: &str, dst: &str, path: &Path) -> Result<()> {
+    fn clone_to(&self, origin: &str, dst: &str, path: &Path, mode: u32) -> Result<()> {
         let mut rev = Reverter::new();
         zfs(["clone", "-o", &mountpoint_opt(path), origin, dst])?;
-        rev.add("destroy clone", move || Self::destroy(dst));
+        rev.add("destroy clone", move || {
+            Self::destroy(dst)?;
+            let _ = fs::remove_dir(path);
+            Ok(())
+        });
         Self::mount(dst)?;
-        util::set_mode(path, INSTANCE_MODE)?;
+        util::set_mode(path, mode)?;
         self.apply_default_quota(dst)?;
         rev.success();
         Ok(())
@@ -357,7 +414,14 @@ impl Zfs {
 
     /// Full copy of `src` into new dataset `dst` by send/receive: the listed snapshots of
     /// `src` (oldest first) then its current state, mounted at `path`.
-    fn send_copy(&self, src: &str, snaps: &[String], dst: &str, path: &Path) -> Result<()> {
+    fn send_copy(
+        &self,
+        src: &str,
+        snaps: &[String],
+        dst: &str,
+        path: &Path,
+        mode: u32,
+    ) -> Result<()> {
         let mut rev = Reverter::new();
         let tmp_name = format!("copy-{}", util::nonce());
         let tmp = format!("{src}@{tmp_name}");
@@ -369,7 +433,11 @@ impl Zfs {
         let mut chain: Vec<String> = snaps.to_vec();
         chain.push(tmp.clone());
         // A receive that fails half way can leave the dataset behind.
-        rev.add("destroy received dataset", move || destroy_if_exists(dst));
+        rev.add("destroy received dataset", move || {
+            destroy_if_exists(dst)?;
+            let _ = fs::remove_dir(path);
+            Ok(())
+        });
         let mut prev: Option<&str> = None;
         for s in &chain {
             match prev {
@@ -385,7 +453,7 @@ impl Zfs {
         }
         zfs(["destroy", &format!("{dst}@{tmp_name}")])?;
         zfs(["destroy", &tmp])?;
-        Self::mount_at(dst, path)?;
+        Self::mount_at(dst, path, mode)?;
         self.apply_default_quota(dst)?;
         rev.success();
         Ok(())
@@ -429,6 +497,7 @@ impl Driver for Zfs {
             // (reference/machine.md 1).
             idmapped_mounts: !fuse,
             xattrs: !fuse,
+            coarse_timestamps: fuse,
             running_copy_freeze: false,
             remote: false,
             preserves_inodes: true,
@@ -495,6 +564,7 @@ impl Driver for Zfs {
                 });
             }
             Source::Device(dev) => {
+                util::check_free_block_device(dev)?;
                 zpool([
                     "create".as_ref(),
                     "-m".as_ref(),
@@ -657,8 +727,12 @@ impl Driver for Zfs {
         let path = self.layout.image(fp);
         let mut rev = Reverter::new();
         zfs(["create", "-o", &mountpoint_opt(&path), &ds])?;
-        let d = ds.clone();
-        rev.add("destroy partial image dataset", move || Self::destroy(&d));
+        let (d, p) = (ds.clone(), path.clone());
+        rev.add("destroy partial image dataset", move || {
+            Self::destroy(&d)?;
+            let _ = fs::remove_dir(&p);
+            Ok(())
+        });
         Self::mount(&ds)?;
         util::run_filler(filler, &path, fp)?;
         zfs(["snapshot", &format!("{ds}@readonly")])?;
@@ -686,79 +760,105 @@ impl Driver for Zfs {
 
     fn create_instance_from_image(&self, name: &str, fp: &str) -> Result<PathBuf> {
         check_fingerprint(fp)?;
-        let dst = self.need_free_instance(name)?;
+        let vt = VolumeType::Container;
+        let dst = self.need_free_volume(vt, name)?;
         if !self.image_volume_exists(fp)? {
             return Err(Error::NotFound(format!("Image volume {fp}")));
         }
-        let path = self.layout.instance(name);
-        self.clone_to(&format!("{}@readonly", self.image_ds(fp)), &dst, &path)?;
+        let path = self.layout.volume(vt, name);
+        self.clone_to(
+            &format!("{}@readonly", self.image_ds(fp)),
+            &dst,
+            &path,
+            INSTANCE_MODE,
+        )?;
         Ok(path)
     }
 
-    fn create_instance_empty(&self, name: &str) -> Result<PathBuf> {
-        let dst = self.need_free_instance(name)?;
-        let path = self.layout.instance(name);
+    fn volume_path(&self, vt: VolumeType, name: &str) -> PathBuf {
+        self.layout.volume(vt, name)
+    }
+
+    fn volume_exists(&self, vt: VolumeType, name: &str) -> Result<bool> {
+        check_name(vt.kind(), name)?;
+        dataset_exists(&self.vol_ds(vt, name))
+    }
+
+    fn create_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        let dst = self.need_free_volume(vt, name)?;
+        let path = self.layout.volume(vt, name);
         let mut rev = Reverter::new();
         zfs(["create", "-o", &mountpoint_opt(&path), &dst])?;
-        rev.add("destroy instance dataset", || Self::destroy(&dst));
+        rev.add("destroy volume dataset", || {
+            Self::destroy(&dst)?;
+            let _ = fs::remove_dir(&path);
+            Ok(())
+        });
         Self::mount(&dst)?;
-        util::set_mode(&path, INSTANCE_MODE)?;
-        mkdir_mode(&path.join("rootfs"), 0o755)?;
+        util::set_mode(&path, volume_mode(vt))?;
+        if vt == VolumeType::Container {
+            mkdir_mode(&path.join("rootfs"), 0o755)?;
+        }
         self.apply_default_quota(&dst)?;
         rev.success();
         Ok(path)
     }
 
-    fn instance_path(&self, name: &str) -> PathBuf {
-        self.layout.instance(name)
-    }
-
-    fn instance_exists(&self, name: &str) -> Result<bool> {
-        check_name("instance", name)?;
-        dataset_exists(&self.instance_ds(name))
-    }
-
-    fn delete_instance(&self, name: &str) -> Result<()> {
-        check_name("instance", name)?;
-        let ds = self.instance_ds(name);
+    fn delete_volume(&self, vt: VolumeType, name: &str) -> Result<()> {
+        check_name(vt.kind(), name)?;
+        let ds = self.vol_ds(vt, name);
+        self.drop_snapmounts(vt, name, None)?;
         if dataset_exists(&ds)? {
-            self.check_no_dependents(&ds, &format!("Instance {name:?}"))?;
+            self.check_no_dependents(&ds, &format!("{} {name:?}", vt.label()))?;
             let origin = get_prop(&ds, "origin")?;
             Self::destroy(&ds)?;
             self.collect_origin(&origin)?;
         }
-        let _ = fs::remove_dir(self.layout.instance(name));
-        util::remove_tree(&self.layout.snapshots_of(name))
+        let _ = fs::remove_dir(self.layout.volume(vt, name));
+        util::remove_tree(&self.layout.snapshots_of(vt, name))
     }
 
-    fn rename_instance(&self, old: &str, new: &str) -> Result<()> {
-        let src = self.need_instance(old)?;
-        let dst = self.need_free_instance(new)?;
-        let (old_path, new_path) = (self.layout.instance(old), self.layout.instance(new));
-        self.check_no_dependents(&src, &format!("Instance {old:?}"))?;
+    fn rename_volume(&self, vt: VolumeType, old: &str, new: &str) -> Result<()> {
+        let src = self.need_volume(vt, old)?;
+        let dst = self.need_free_volume(vt, new)?;
+        let (old_path, new_path) = (self.layout.volume(vt, old), self.layout.volume(vt, new));
+        self.check_no_dependents(&src, &format!("{} {old:?}", vt.label()))?;
+        self.drop_snapmounts(vt, old, None)?;
+        let mode = fs::symlink_metadata(&old_path)
+            .map(|m| m.mode() & 0o7777)
+            .unwrap_or(volume_mode(vt));
         let mut rev = Reverter::new();
         // zfs-fuse cannot rename a mounted dataset ("dataset is busy").
         Self::unmount(&src)?;
-        rev.add("remount instance", || Self::mount(&src));
+        rev.add("remount volume", || Self::mount(&src));
         zfs_retry(&["rename", &src, &dst])?;
-        rev.add("rename instance back", || {
+        rev.add("rename volume back", || {
             zfs_retry(&["rename", &dst, &src])?;
             zfs(["set", &mountpoint_opt(&old_path), &src]).map(|_| ())
         });
-        Self::mount_at(&dst, &new_path)?;
+        Self::mount_at(&dst, &new_path, mode)?;
         rev.success();
         let _ = fs::remove_dir(&old_path);
-        let (so, sn) = (self.layout.snapshots_of(old), self.layout.snapshots_of(new));
+        let (so, sn) = (
+            self.layout.snapshots_of(vt, old),
+            self.layout.snapshots_of(vt, new),
+        );
         if exists(&so) && !exists(&sn) {
             util::rename(&so, &sn)?;
         }
         Ok(())
     }
 
-    fn copy_instance(&self, src: &str, dst: &str, with_snapshots: bool) -> Result<PathBuf> {
-        let from = self.need_instance(src)?;
-        let to = self.need_free_instance(dst)?;
-        let path = self.layout.instance(dst);
+    fn copy_volume(
+        &self,
+        vt: VolumeType,
+        src: &str,
+        dst: &str,
+        with_snapshots: bool,
+    ) -> Result<PathBuf> {
+        let from = self.need_volume(vt, src)?;
+        let to = self.need_free_volume(vt, dst)?;
+        let path = self.layout.volume(vt, dst);
         let snaps: Vec<String> = if with_snapshots {
             let prefix = format!("{from}@{USER_SNAPSHOT_PREFIX}");
             self.snapshots_of(&from)?
@@ -777,32 +877,32 @@ impl Driver for Zfs {
             rev.add("destroy copy snapshot", move || {
                 zfs(["destroy", &s]).map(|_| ())
             });
-            self.clone_to(&snap, &to, &path)?;
+            self.clone_to(&snap, &to, &path, volume_mode(vt))?;
             rev.success();
         } else {
-            self.send_copy(&from, &snaps, &to, &path)?;
+            self.send_copy(&from, &snaps, &to, &path, volume_mode(vt))?;
         }
         Ok(path)
     }
 
-    fn mount_instance(&self, name: &str) -> Result<PathBuf> {
-        let ds = self.need_instance(name)?;
+    fn mount_volume(&self, vt: VolumeType, name: &str) -> Result<PathBuf> {
+        let ds = self.need_volume(vt, name)?;
         Self::mount(&ds)?;
-        Ok(self.layout.instance(name))
+        Ok(self.layout.volume(vt, name))
     }
 
-    fn unmount_instance(&self, name: &str) -> Result<()> {
-        let ds = self.need_instance(name)?;
+    fn unmount_volume(&self, vt: VolumeType, name: &str) -> Result<()> {
+        let ds = self.need_volume(vt, name)?;
         Self::unmount(&ds)
     }
 
-    fn instance_usage(&self, name: &str) -> Result<Option<u64>> {
-        let ds = self.need_instance(name)?;
+    fn volume_usage(&self, vt: VolumeType, name: &str) -> Result<Option<u64>> {
+        let ds = self.need_volume(vt, name)?;
         Ok(get_prop(&ds, "used")?.parse().ok())
     }
 
-    fn set_instance_quota(&self, name: &str, size: Option<u64>) -> Result<()> {
-        let ds = self.need_instance(name)?;
+    fn set_volume_quota(&self, vt: VolumeType, name: &str, size: Option<u64>) -> Result<()> {
+        let ds = self.need_volume(vt, name)?;
         let value = size.map_or("refquota=none".to_string(), |s| format!("refquota={s}"));
         zfs(["set", &value, &ds]).map(|_| ()).map_err(|e| match e {
             Error::Command { message, .. } if message.contains("less than current used") => {
@@ -814,39 +914,53 @@ impl Driver for Zfs {
         })
     }
 
-    fn create_snapshot(&self, name: &str, snap: &str) -> Result<()> {
-        self.need_instance(name)?;
+    fn create_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<()> {
+        self.need_volume(vt, name)?;
         check_name("snapshot", snap)?;
-        let s = self.snap(name, snap);
+        let s = self.snap(vt, name, snap);
         if dataset_exists(&s)? {
             return Err(Error::AlreadyExists(format!("Snapshot {name}/{snap}")));
         }
         zfs(["snapshot", &s]).map(|_| ())
     }
 
-    fn delete_snapshot(&self, name: &str, snap: &str) -> Result<()> {
-        let s = self.need_snapshot(name, snap)?;
+    fn delete_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<()> {
+        let s = self.need_snapshot(vt, name, snap)?;
+        self.drop_snapmounts(vt, name, Some(snap))?;
         if self.has_clones(&s)? {
             return Err(Error::Busy(format!(
-                "Snapshot {name}/{snap} has instances cloned from it (zfs.clone_copy); delete them first"
+                "Snapshot {name}/{snap} has volumes cloned from it (zfs.clone_copy); delete them first"
             )));
         }
         zfs_retry(&["destroy", &s]).map(|_| ())
     }
 
-    fn rename_snapshot(&self, name: &str, old: &str, new: &str) -> Result<()> {
-        let s = self.need_snapshot(name, old)?;
+    fn rename_volume_snapshot(
+        &self,
+        vt: VolumeType,
+        name: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<()> {
+        let s = self.need_snapshot(vt, name, old)?;
         check_name("snapshot", new)?;
-        let n = self.snap(name, new);
+        let n = self.snap(vt, name, new);
         if dataset_exists(&n)? {
             return Err(Error::AlreadyExists(format!("Snapshot {name}/{new}")));
         }
+        self.drop_snapmounts(vt, name, Some(old))?;
         zfs(["rename", &s, &n]).map(|_| ())
     }
 
-    fn restore_snapshot(&self, name: &str, snap: &str) -> Result<Vec<String>> {
-        let target = self.need_snapshot(name, snap)?;
-        let ds = self.instance_ds(name);
+    fn restore_volume_snapshot(
+        &self,
+        vt: VolumeType,
+        name: &str,
+        snap: &str,
+        remove_newer: Option<bool>,
+    ) -> Result<Vec<String>> {
+        let target = self.need_snapshot(vt, name, snap)?;
+        let ds = self.vol_ds(vt, name);
         let all = self.snapshots_of(&ds)?;
         let pos = all.iter().position(|s| *s == target).unwrap_or(all.len());
         let newer = &all[pos.saturating_add(1).min(all.len())..];
@@ -855,10 +969,14 @@ impl Driver for Zfs {
             .iter()
             .filter_map(|s| s.strip_prefix(&user_prefix).map(str::to_string))
             .collect();
-        if !newer_user.is_empty() && !self.info().restore_any_snapshot {
+        let allowed = remove_newer.unwrap_or(self.info().restore_any_snapshot);
+        if !newer_user.is_empty() && !allowed {
             return Err(Error::Invalid(format!(
                 "Snapshot {snap:?} cannot be restored due to subsequent snapshot(s). Set zfs.remove_snapshots to override"
             )));
+        }
+        for s in &newer_user {
+            self.drop_snapmounts(vt, name, Some(s))?;
         }
         for s in newer {
             if self.has_clones(s)? {
@@ -868,42 +986,38 @@ impl Driver for Zfs {
             }
         }
         if newer.is_empty() {
-            zfs(["rollback", &target])?;
+            zfs_retry(&["rollback", &target])?;
         } else {
-            zfs(["rollback", "-r", &target])?;
+            zfs_retry(&["rollback", "-r", &target])?;
         }
         Ok(newer_user)
     }
 
-    fn snapshot_path(&self, name: &str, snap: &str) -> PathBuf {
-        self.layout.snapshot(name, snap)
+    fn volume_snapshot_path(&self, vt: VolumeType, name: &str, snap: &str) -> PathBuf {
+        self.layout.snapshot(vt, name, snap)
     }
 
-    fn list_snapshots(&self, name: &str) -> Result<Vec<String>> {
-        check_name("instance", name)?;
-        let ds = self.instance_ds(name);
+    fn list_volume_snapshots(&self, vt: VolumeType, name: &str) -> Result<Vec<String>> {
+        check_name(vt.kind(), name)?;
+        let ds = self.vol_ds(vt, name);
         if !dataset_exists(&ds)? {
             return Ok(Vec::new());
         }
-        let prefix = format!("{ds}@{USER_SNAPSHOT_PREFIX}");
-        Ok(self
-            .snapshots_of(&ds)?
-            .iter()
-            .filter_map(|s| s.strip_prefix(&prefix).map(str::to_string))
-            .collect())
+        self.user_snapshots(&ds)
     }
 
-    fn create_instance_from_snapshot(
+    fn create_volume_from_snapshot(
         &self,
+        vt: VolumeType,
         name: &str,
         snap: &str,
         new_name: &str,
     ) -> Result<PathBuf> {
-        let s = self.need_snapshot(name, snap)?;
-        let dst = self.need_free_instance(new_name)?;
-        let path = self.layout.instance(new_name);
+        let s = self.need_snapshot(vt, name, snap)?;
+        let dst = self.need_free_volume(vt, new_name)?;
+        let path = self.layout.volume(vt, new_name);
         if self.use_clones() {
-            self.clone_to(&s, &dst, &path)?;
+            self.clone_to(&s, &dst, &path, volume_mode(vt))?;
         } else {
             let mut rev = Reverter::new();
             // A receive that fails half way can leave the dataset behind.
@@ -916,10 +1030,117 @@ impl Driver for Zfs {
             )?;
             let received = format!("{dst}@{USER_SNAPSHOT_PREFIX}{snap}");
             zfs(["destroy", &received])?;
-            Self::mount_at(&dst, &path)?;
+            Self::mount_at(&dst, &path, volume_mode(vt))?;
             self.apply_default_quota(&dst)?;
             rev.success();
         }
         Ok(path)
+    }
+
+    fn mount_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<PathBuf> {
+        let s = self.need_snapshot(vt, name, snap)?;
+        let clone = self.snapmount_ds(vt, name, snap);
+        let path = self.layout.snapshot(vt, name, snap);
+        if dataset_exists(&clone)? {
+            Self::mount(&clone)?;
+            return Ok(path);
+        }
+        let parent = self.layout.snapshots_of(vt, name);
+        fs::create_dir_all(&parent).map_err(|e| Error::io("create directory", &parent, e))?;
+        let mut rev = Reverter::new();
+        zfs([
+            "clone",
+            "-o",
+            &mountpoint_opt(&path),
+            "-o",
+            "readonly=on",
+            &s,
+            &clone,
+        ])?;
+        rev.add("destroy snapshot mount", || Self::destroy(&clone));
+        Self::mount(&clone)?;
+        rev.success();
+        Ok(path)
+    }
+
+    fn unmount_volume_snapshot(&self, vt: VolumeType, name: &str, snap: &str) -> Result<()> {
+        check_name(vt.kind(), name)?;
+        check_name("snapshot", snap)?;
+        self.drop_snapmounts(vt, name, Some(snap))?;
+        let _ = fs::remove_dir(self.layout.snapshot(vt, name, snap));
+        let _ = fs::remove_dir(self.layout.snapshots_of(vt, name));
+        Ok(())
+    }
+
+    /// Incremental when the target's latest shared snapshot is the very same snapshot as the
+    /// source's (same guid: the target was made by send/receive): each missing snapshot, then
+    /// the current state, goes as `zfs send -i | zfs receive -F`. Otherwise file by file.
+    fn refresh_volume(
+        &self,
+        vt: VolumeType,
+        src: &str,
+        dst: &str,
+        common: &[String],
+        with_snapshots: bool,
+    ) -> Result<RefreshOutcome> {
+        let from = self.need_volume(vt, src)?;
+        let to = self.need_volume(vt, dst)?;
+        let base = match common.last() {
+            Some(l) => {
+                let (a, b) = (self.snap(vt, src, l), self.snap(vt, dst, l));
+                (dataset_exists(&a)?
+                    && dataset_exists(&b)?
+                    && get_prop(&a, "guid")? == get_prop(&b, "guid")?)
+                .then_some(a)
+            }
+            None => None,
+        };
+        let Some(base) = base else {
+            return transfer::refresh_generic(self, vt, src, self, dst, common, with_snapshots);
+        };
+        let mut out = RefreshOutcome {
+            incremental: true,
+            ..Default::default()
+        };
+        for s in self.user_snapshots(&to)? {
+            if !common.contains(&s) {
+                self.delete_volume_snapshot(vt, dst, &s)?;
+                out.removed.push(s);
+            }
+        }
+        let path = self.layout.volume(vt, dst);
+        let mode = fs::symlink_metadata(&path)
+            .map(|m| m.mode() & 0o7777)
+            .unwrap_or(volume_mode(vt));
+        Self::unmount(&to)?;
+        let mut prev = base;
+        if with_snapshots {
+            for s in transfer::snapshots_after(&self.user_snapshots(&from)?, common) {
+                let next = self.snap(vt, src, &s);
+                runner::pipe(
+                    "zfs",
+                    ["send", "-i", prev.as_str(), next.as_str()],
+                    "zfs",
+                    ["receive", "-F", to.as_str()],
+                )?;
+                out.added.push(s);
+                prev = next;
+            }
+        }
+        let tmp_name = format!("refresh-{}", util::nonce());
+        let tmp = format!("{from}@{tmp_name}");
+        zfs(["snapshot", &tmp])?;
+        let res = runner::pipe(
+            "zfs",
+            ["send", "-i", prev.as_str(), tmp.as_str()],
+            "zfs",
+            ["receive", "-F", to.as_str()],
+        );
+        let _ = zfs(["destroy", &tmp]);
+        let _ = destroy_if_exists(&format!("{to}@{tmp_name}"));
+        let mounted = Self::mount_at(&to, &path, mode);
+        res?;
+        mounted?;
+        Ok(out)
     }
 }

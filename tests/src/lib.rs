@@ -3,6 +3,7 @@
 //! clean up everything a test made (instances, cgroups, mounts, processes, directories) even when
 //! the test fails. Integration tests need root; without it they say so loudly and do nothing.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -126,6 +127,21 @@ impl TestDaemon {
         d
     }
 
+    /// Start a fresh daemon initialised with `lxd init --auto` and `init_args` (a storage
+    /// backend, `--network-bridge none`, ...).
+    pub fn start_with(init_args: &[&str]) -> TestDaemon {
+        let d = Self::start_uninitialised();
+        let mut args = vec!["init", "--auto"];
+        args.extend_from_slice(init_args);
+        let out = d.lxd(&args);
+        assert!(
+            out.status.success(),
+            "lxd {args:?} failed: {}",
+            text(&out.stderr)
+        );
+        d
+    }
+
     pub fn start_uninitialised() -> TestDaemon {
         // Keep it short: unix socket paths must fit in 107 bytes.
         let dir = PathBuf::from(format!("/tmp/lxt-{}", unique("d")));
@@ -195,6 +211,23 @@ impl TestDaemon {
         let mut c = Command::new(bin("lxd"));
         c.args(args).env("LXD_DIR", &self.dir);
         run_with_timeout(c, Duration::from_secs(120))
+    }
+
+    /// `lxd ARGS` with `input` on stdin (`lxd init --preseed`).
+    pub fn lxd_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(bin("lxd"))
+            .args(args)
+            .env("LXD_DIR", &self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lxd");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        child.wait_with_output().expect("wait for lxd")
     }
 
     /// Our client.
@@ -321,6 +354,7 @@ pub fn cleanup_dir(dir: &Path) {
         }
     }
     cleanup_networks(dir);
+    cleanup_storage(dir);
     // Unmount anything still mounted below the dir, deepest first.
     let prefix = dir.to_string_lossy().into_owned();
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
@@ -334,6 +368,117 @@ pub fn cleanup_dir(dir: &Path) {
         let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Remove what storage pools of a daemon dir left behind: zpools whose devices are files under
+/// it (zfs-fuse keeps them open even once deleted), and loop devices backed by its files.
+pub fn cleanup_storage(dir: &Path) {
+    let prefix = format!("{}/", dir.display());
+    if let Ok(out) = Command::new("zpool")
+        .args(["list", "-H", "-o", "name"])
+        .output()
+    {
+        for name in text(&out.stdout).lines() {
+            let status = Command::new("zpool").args(["status", name]).output();
+            if status.is_ok_and(|s| text(&s.stdout).contains(&prefix)) {
+                // Killed containers may still hold a dataset for a moment ("pool is busy").
+                let destroyed = wait_until(Duration::from_secs(10), || {
+                    Command::new("zpool")
+                        .args(["destroy", "-f", name])
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+                });
+                if !destroyed {
+                    eprintln!("cleanup: zpool {name} could not be destroyed");
+                }
+            }
+        }
+    }
+    if let Ok(out) = Command::new("losetup")
+        .args(["--list", "--noheadings", "--output", "NAME,BACK-FILE"])
+        .output()
+    {
+        for line in text(&out.stdout).lines() {
+            if let Some((dev, file)) = line.trim().split_once(' ')
+                && file.trim().starts_with(&prefix)
+            {
+                let _ = Command::new("umount").args(["-l", dev]).status();
+                let _ = Command::new("losetup").args(["-d", dev]).status();
+            }
+        }
+    }
+}
+
+/// Whether zfs-fuse (or OpenZFS) answers.
+fn zfs_answers() -> bool {
+    Command::new("zpool")
+        .arg("list")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// (tests of this process using zfs, the zfs-fuse this process started)
+static ZFS_FUSE: std::sync::Mutex<(usize, Option<Child>)> = std::sync::Mutex::new((0, None));
+
+/// Keeps zfs-fuse running while alive. Starts `zfs-fuse --no-daemon` when nothing answers
+/// (scripts/test.sh usually started it already) and stops it, by its pid, when the last test
+/// of this process that needed it is done; a zfs-fuse someone else started is left alone.
+#[derive(Debug)]
+pub struct ZfsFuse(());
+
+impl ZfsFuse {
+    /// None (with a loud SKIPPED line) when zfs is not installed.
+    pub fn start(test: &str) -> Option<ZfsFuse> {
+        if Command::new("zpool").arg("-h").output().is_err() {
+            eprintln!("\n*** SKIPPED {test}: the zfs tools (zfs-fuse) are not installed ***\n");
+            return None;
+        }
+        let mut z = ZFS_FUSE.lock().unwrap_or_else(|e| e.into_inner());
+        if z.1.is_none() && !zfs_answers() {
+            let child = Command::new("zfs-fuse")
+                .args(["--no-daemon", "--no-kstat-mount"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("start zfs-fuse");
+            z.1 = Some(child);
+            assert!(
+                wait_until(Duration::from_secs(10), zfs_answers),
+                "zfs-fuse did not come up"
+            );
+        }
+        z.0 += 1;
+        Some(ZfsFuse(()))
+    }
+}
+
+impl Drop for ZfsFuse {
+    fn drop(&mut self) {
+        let mut z = ZFS_FUSE.lock().unwrap_or_else(|e| e.into_inner());
+        z.0 -= 1;
+        if z.0 == 0
+            && let Some(mut child) = z.1.take()
+        {
+            // SIGTERM: zfs-fuse unmounts its datasets and exits within about 5 s.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Remove what a daemon that did not shut down cleanly left of its managed networks: dnsmasq,

@@ -89,6 +89,84 @@ pub enum StorageCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCmd {
+    /// Attach new storage volumes to instances
+    Attach {
+        #[arg(value_name = "[<remote>:]<pool>")]
+        pool: String,
+        volume: String,
+        instance: String,
+        /// [<device name>] <path>
+        #[arg(value_name = "[<device name>] <path>", num_args = 1..=2, required = true)]
+        rest: Vec<String>,
+    },
+    /// Attach new storage volumes to profiles
+    AttachProfile {
+        #[arg(value_name = "[<remote>:]<pool>")]
+        pool: String,
+        volume: String,
+        profile: String,
+        #[arg(value_name = "[<device name>] <path>", num_args = 1..=2, required = true)]
+        rest: Vec<String>,
+    },
+    /// Copy storage volumes
+    Copy {
+        #[arg(value_name = "[<remote>:]<pool>/<volume>[/<snapshot>]")]
+        source: String,
+        #[arg(value_name = "[<remote>:]<pool>/<volume>")]
+        target: String,
+        /// Copy the volume without its snapshots
+        #[arg(long)]
+        volume_only: bool,
+        /// Refresh and update the existing storage volume copies
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Detach storage volumes from instances
+    Detach {
+        #[arg(value_name = "[<remote>:]<pool>")]
+        pool: String,
+        volume: String,
+        instance: String,
+        device: Option<String>,
+    },
+    /// Detach storage volumes from profiles
+    DetachProfile {
+        #[arg(value_name = "[<remote>:]<pool>")]
+        pool: String,
+        volume: String,
+        profile: String,
+        device: Option<String>,
+    },
+    /// Show storage volume state information
+    Info {
+        #[arg(value_name = "[<remote>:]<pool>")]
+        pool: String,
+        volume: String,
+    },
+    /// Move storage volumes between pools
+    Move {
+        #[arg(value_name = "[<remote>:]<pool>/<volume>")]
+        source: String,
+        #[arg(value_name = "[<remote>:]<pool>/<volume>")]
+        target: String,
+    },
+    /// Restore storage volume snapshots
+    Restore {
+        #[arg(value_name = "[<remote>:]<pool>")]
+        pool: String,
+        volume: String,
+        snapshot: String,
+    },
+    /// Snapshot storage volumes
+    Snapshot {
+        #[arg(value_name = "[<remote>:]<pool>")]
+        pool: String,
+        volume: String,
+        snapshot: Option<String>,
+        /// If the snapshot name already exists, delete and create a new one
+        #[arg(long)]
+        reuse: bool,
+    },
     /// Create new custom storage volumes
     Create {
         #[arg(value_name = "[<remote>:]<pool>")]
@@ -129,8 +207,7 @@ pub enum VolumeCmd {
         #[arg(short, long, default_value = "table")]
         format: String,
     },
-    /// Rename storage volumes
-    #[command(visible_alias = "mv")]
+    /// Rename storage volumes and storage volume snapshots
     Rename {
         #[arg(value_name = "[<remote>:]<pool>")]
         pool: String,
@@ -438,6 +515,204 @@ async fn update_volume(
 async fn volume(ctx: &Ctx, cmd: VolumeCmd) -> anyhow::Result<()> {
     let quiet = ctx.global.quiet;
     match cmd {
+        VolumeCmd::Attach {
+            pool,
+            volume,
+            instance,
+            rest,
+        } => {
+            let (client, pool) = ctx.client_for(&pool)?;
+            attach(&client, &pool, &volume, &instance, &rest, false).await?;
+        }
+        VolumeCmd::AttachProfile {
+            pool,
+            volume,
+            profile,
+            rest,
+        } => {
+            let (client, pool) = ctx.client_for(&pool)?;
+            attach(&client, &pool, &volume, &profile, &rest, true).await?;
+        }
+        VolumeCmd::Detach {
+            pool,
+            volume,
+            instance,
+            device,
+        } => {
+            let (client, pool) = ctx.client_for(&pool)?;
+            detach(&client, &pool, &volume, &instance, device.as_deref(), false).await?;
+        }
+        VolumeCmd::DetachProfile {
+            pool,
+            volume,
+            profile,
+            device,
+        } => {
+            let (client, pool) = ctx.client_for(&pool)?;
+            detach(&client, &pool, &volume, &profile, device.as_deref(), true).await?;
+        }
+        VolumeCmd::Snapshot {
+            pool,
+            volume,
+            snapshot,
+            reuse,
+        } => {
+            let (client, pool) = ctx.client_for(&pool)?;
+            let snap = snapshot.unwrap_or_default();
+            let base = format!("{}/snapshots", volume_path(&pool, &volume));
+            if reuse && !snap.is_empty() {
+                let path = format!("{base}/{}", esc(&snap));
+                match client.get::<serde_json::Value>(&path).await {
+                    Ok(_) => {
+                        let mut op = client
+                            .operation::<()>(Method::DELETE, &path, None, None)
+                            .await?;
+                        super::wait(&mut op).await?;
+                    }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let mut op = client
+                .operation(Method::POST, &base, Some(&json!({"name": snap})), None)
+                .await?;
+            super::wait(&mut op).await?;
+        }
+        VolumeCmd::Restore {
+            pool,
+            volume,
+            snapshot,
+        } => {
+            let (client, pool) = ctx.client_for(&pool)?;
+            let path = volume_path(&pool, &volume);
+            let (v, etag): (StorageVolume, _) = client.get_etag(&path).await?;
+            let put =
+                json!({"config": v.config, "description": v.description, "restore": snapshot});
+            client
+                .send(Method::PUT, &path, Some(&put), etag.as_deref())
+                .await?;
+        }
+        VolumeCmd::Copy {
+            source,
+            target,
+            volume_only,
+            refresh,
+        } => {
+            let (client, src) = ctx.client_for(&source)?;
+            let (_, dst) = ctx.client_for(&target)?;
+            let (src_pool, src_vol) = split_pool_volume(&src)?;
+            let (dst_pool, dst_vol) = split_pool_volume(&dst)?;
+            let (_, vol_name) = volume_type_name(&src_vol);
+            let parent = vol_name.split('/').next().unwrap_or(&vol_name).to_string();
+            let v: StorageVolume = client.get(&volume_path(&src_pool, &parent)).await?;
+            let body = json!({
+                "name": volume_type_name(&dst_vol).1,
+                "type": "custom",
+                "config": v.config,
+                "description": v.description,
+                "content_type": v.content_type,
+                "source": {
+                    "name": vol_name,
+                    "type": "copy",
+                    "pool": src_pool,
+                    "volume_only": volume_only,
+                    "refresh": refresh,
+                },
+            });
+            let mut op = client
+                .operation(
+                    Method::POST,
+                    &format!("{}/volumes/custom", pool_path(&dst_pool)),
+                    Some(&body),
+                    None,
+                )
+                .await?;
+            super::wait(&mut op).await?;
+            if !quiet {
+                println!("Storage volume copied successfully!");
+            }
+        }
+        VolumeCmd::Move { source, target } => {
+            let (client, src) = ctx.client_for(&source)?;
+            let (_, dst) = ctx.client_for(&target)?;
+            let (src_pool, src_vol) = split_pool_volume(&src)?;
+            let (dst_pool, dst_vol) = split_pool_volume(&dst)?;
+            let new_name = volume_type_name(&dst_vol).1;
+            let path = volume_path(&src_pool, &src_vol);
+            if src_pool == dst_pool {
+                client
+                    .send(Method::POST, &path, Some(&json!({"name": new_name})), None)
+                    .await?;
+                if !quiet {
+                    println!(
+                        "Renamed storage volume from \"{}\" to \"{new_name}\"",
+                        volume_type_name(&src_vol).1
+                    );
+                }
+            } else {
+                let mut op = client
+                    .operation(
+                        Method::POST,
+                        &path,
+                        Some(&json!({"name": new_name, "pool": dst_pool})),
+                        None,
+                    )
+                    .await?;
+                super::wait(&mut op).await?;
+                if !quiet {
+                    println!("Storage volume moved successfully!");
+                }
+            }
+        }
+        VolumeCmd::Info { pool, volume } => {
+            let (client, pool) = ctx.client_for(&pool)?;
+            let path = volume_path(&pool, &volume);
+            let v: StorageVolume = client.get(&path).await?;
+            let state: serde_json::Value = client
+                .get(&format!("{path}/state"))
+                .await
+                .unwrap_or_default();
+            let mut out = format!(
+                "Name: {}\nType: {}\nContent type: {}\n",
+                v.name, v.kind, v.content_type
+            );
+            if let Some(used) = state["usage"]["used"].as_i64() {
+                out.push_str(&format!("Usage: {}\n", output::byte_size_iec(used, 2)));
+            }
+            if v.kind == "custom" {
+                let snaps: Vec<serde_json::Value> =
+                    client.get(&format!("{path}/snapshots?recursion=1")).await?;
+                if !snaps.is_empty() {
+                    out.push_str("\nSnapshots:\n");
+                    let rows: Vec<Vec<String>> = snaps
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s["name"].as_str().unwrap_or("").to_string(),
+                                s["description"].as_str().unwrap_or("").to_string(),
+                                // LXD 5.0 prints the zero time too.
+                                s["expires_at"]
+                                    .as_str()
+                                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                                    .map(|t| {
+                                        t.to_zoned_datetime(jiff::tz::TimeZone::system())
+                                            .strftime("%Y/%m/%d %H:%M %Z")
+                                            .to_string()
+                                    })
+                                    .unwrap_or_default(),
+                            ]
+                        })
+                        .collect();
+                    out.push_str(&output::render(
+                        output::Format::Table,
+                        &["NAME", "DESCRIPTION", "EXPIRES AT"],
+                        &rows,
+                        &serde_json::Value::Null,
+                    )?);
+                }
+            }
+            print_out(&out);
+        }
         VolumeCmd::Create {
             pool,
             volume,
@@ -569,6 +844,96 @@ async fn volume(ctx: &Ctx, cmd: VolumeCmd) -> anyhow::Result<()> {
             })
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// `pool/volume[/snapshot]` as the copy and move commands take it.
+fn split_pool_volume(s: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('/') {
+        Some((p, v)) if !p.is_empty() && !v.is_empty() => Ok((p.to_string(), v.to_string())),
+        _ => bail!("Invalid storage volume \"{s}\": expected <pool>/<volume>"),
+    }
+}
+
+/// Add a disk device for custom volume `volume` of `pool` to an instance or a profile
+/// (`rest` is `[<device name>] <path>`; the device is named after the volume by default).
+async fn attach(
+    client: &Client,
+    pool: &str,
+    volume: &str,
+    target: &str,
+    rest: &[String],
+    profile: bool,
+) -> anyhow::Result<()> {
+    let (dev, path) = match rest {
+        [path] => (volume.to_string(), path.clone()),
+        [dev, path] => (dev.clone(), path.clone()),
+        _ => bail!("Invalid number of arguments"),
+    };
+    let mut disk = lxd_api::ConfigMap::new();
+    disk.insert("type".into(), "disk".into());
+    disk.insert("pool".into(), pool.to_string());
+    disk.insert("source".into(), volume.to_string());
+    disk.insert("path".into(), path);
+    update_devices(client, target, profile, |devices| {
+        if devices.contains_key(&dev) {
+            bail!("The device already exists");
+        }
+        devices.insert(dev, disk);
+        Ok(())
+    })
+    .await
+}
+
+/// Remove the disk device attaching `volume` (or the one named `device`).
+async fn detach(
+    client: &Client,
+    pool: &str,
+    volume: &str,
+    target: &str,
+    device: Option<&str>,
+    profile: bool,
+) -> anyhow::Result<()> {
+    update_devices(client, target, profile, |devices| {
+        let name = match device {
+            Some(d) => d.to_string(),
+            None => devices
+                .iter()
+                .find(|(_, d)| {
+                    d.get("type").map(String::as_str) == Some("disk")
+                        && d.get("pool").map(String::as_str) == Some(pool)
+                        && d.get("source").map(String::as_str) == Some(volume)
+                })
+                .map(|(n, _)| n.clone())
+                .ok_or_else(|| anyhow::anyhow!("No device found for this storage volume"))?,
+        };
+        if devices.remove(&name).is_none() {
+            bail!("The specified device doesn't exist");
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn update_devices(
+    client: &Client,
+    target: &str,
+    profile: bool,
+    f: impl FnOnce(&mut lxd_api::DevicesMap) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if profile {
+        let path = format!("/1.0/profiles/{}", esc(target));
+        let (mut p, etag): (lxd_api::Profile, _) = client.get_etag(&path).await?;
+        f(&mut p.devices)?;
+        let put = json!({"config": p.config, "description": p.description, "devices": p.devices});
+        client
+            .send(Method::PUT, &path, Some(&put), etag.as_deref())
+            .await?;
+    } else {
+        let (mut inst, etag) = super::get_instance(client, target).await?;
+        f(&mut inst.devices)?;
+        super::put_instance(client, target, &super::writable(&inst), etag.as_deref()).await?;
     }
     Ok(())
 }

@@ -88,6 +88,9 @@ async fn list(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> A
 }
 
 async fn create(State(d): State<AppState>, Json(req): Json<InstancesPost>) -> ApiResult {
+    if let Some(resp) = crate::storage::instances::refresh_request(&d, &req)? {
+        return resp;
+    }
     let (row, source) = instance::prepare_create(&d, &req)?;
     crate::network::nic::validate_row(&d, &row).await?;
     let name = row.name.clone();

@@ -10,8 +10,10 @@ mod networks;
 mod operations;
 mod profiles;
 mod projects;
+mod resources;
 mod server;
 pub mod storage;
+mod storage_volumes;
 
 use axum::Router;
 use axum::extract::{Query, Request};
@@ -39,6 +41,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .merge(files::routes())
         .merge(images::routes())
         .merge(storage::routes())
+        .merge(storage_volumes::routes())
+        .merge(resources::routes())
         .merge(networks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -48,6 +48,12 @@ fn used_by(d: &AppState, pool: &str) -> Result<Vec<String>> {
             out.push(format!("/1.0/images/{}", img.fingerprint));
         }
     }
+    for v in d.db.volumes(Some(pool))? {
+        out.push(format!(
+            "/1.0/storage-pools/{pool}/volumes/{}/{}",
+            v.kind, v.name
+        ));
+    }
     Ok(out)
 }
 
@@ -87,10 +93,33 @@ pub async fn create_pool(d: &AppState, req: StoragePoolsPost) -> Result<()> {
     if req.name.is_empty() {
         return Err(ApiError::bad_request("No name provided"));
     }
-    if d.db.pools()?.iter().any(|p| p.name == req.name) {
+    crate::storage::volumes::validate_name("storage pool", &req.name)?;
+    let pools = d.db.pools()?;
+    if pools.iter().any(|p| p.name == req.name) {
         return Err(ApiError::conflict(format!(
             "Storage pool \"{}\" already exists",
             req.name
+        )));
+    }
+    // One source (device, file, directory or zpool) backs one pool.
+    if let Some(src) = req.config.get("source").filter(|s| !s.is_empty())
+        && let Some(other) = pools.iter().find(|p| {
+            p.config.get("source") == Some(src)
+                || (p.driver == "zfs" && p.config.get("zfs.pool_name") == Some(src))
+        })
+    {
+        return Err(ApiError::bad_request(format!(
+            "Source \"{src}\" is already used by storage pool \"{}\"",
+            other.name
+        )));
+    }
+    if let Some(z) = req.config.get("zfs.pool_name")
+        && pools
+            .iter()
+            .any(|p| p.driver == "zfs" && p.config.get("zfs.pool_name") == Some(z))
+    {
+        return Err(ApiError::bad_request(format!(
+            "ZFS pool \"{z}\" is already used by another storage pool"
         )));
     }
     let dir = d.dir.clone();
@@ -100,7 +129,12 @@ pub async fn create_pool(d: &AppState, req: StoragePoolsPost) -> Result<()> {
         drv.create_pool()?;
         Ok::<_, lxd_storage::Error>(Arc::from(drv))
     })
-    .await??;
+    .await?
+    .map_err(|e| match e {
+        // A missing source is a bad request here, not a missing API object.
+        lxd_storage::Error::NotFound(m) => ApiError::bad_request(format!("{m} not found")),
+        e => ApiError::from(e),
+    })?;
     let row = PoolRow {
         name: req.name.clone(),
         driver: req.driver,
@@ -154,6 +188,8 @@ async fn update(
     for (k, v) in put.config {
         config.insert(k, v);
     }
+    // An unset key arrives empty: drop it.
+    config.retain(|_, v| !v.is_empty());
     // Keys fixed at creation keep their values (LXD refuses to change them).
     for k in ["source", "zfs.pool_name", "size"] {
         if let Some(old) = row.config.get(k) {
@@ -172,9 +208,16 @@ async fn update(
     }
     let drv = d.pool(name)?;
     drv.validate_config(&config)?;
+    // The driver reads its config (zfs.remove_snapshots, volume.size, ...) when loaded: load it
+    // again with the new one.
+    let new_drv = lxd_storage::load(&row.driver, name, &d.dir, &config)?;
     row.config = config;
     row.description = put.description;
     d.db.pool_update(&row)?;
+    d.pools
+        .write()
+        .expect("pools lock")
+        .insert(name.to_string(), Arc::from(new_drv));
     Ok(())
 }
 

@@ -107,4 +107,28 @@ CREATE TABLE network_forwards (
     UNIQUE (network_id, listen_address)
 );
 "#,
+    // 3: custom storage volumes and their snapshots (instance volumes live with their instance).
+    r#"
+CREATE TABLE storage_volumes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pool TEXT NOT NULL,
+    type TEXT NOT NULL DEFAULT 'custom',
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    config TEXT NOT NULL DEFAULT '{}',
+    content_type TEXT NOT NULL DEFAULT 'filesystem',
+    created_at TEXT NOT NULL,
+    UNIQUE (pool, type, name)
+);
+CREATE TABLE storage_volume_snapshots (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    volume_id INTEGER NOT NULL REFERENCES storage_volumes(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    config TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+    UNIQUE (volume_id, name)
+);
+"#,
 ];

@@ -9,6 +9,7 @@ pub mod instances;
 pub mod networks;
 pub mod pools;
 pub mod profiles;
+pub mod volumes;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;

@@ -109,6 +109,8 @@ pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
         RunState::Stopped => {}
     }
     let expanded = expand_row(d, row)?;
+    crate::storage::instances::startup_snapshot(d, row, &expanded).await?;
+    crate::storage::volumes::prepare_disks(d, &expanded).await?;
     let pool = d.pool(&row.pool)?;
     let pool_idmapped = pool.info().idmapped_mounts;
     let n = name.clone();
@@ -481,8 +483,9 @@ async fn apply_disks_live(
     init_pid: i32,
 ) -> Result<()> {
     let privileged = is_true(&new.config, "security.privileged");
-    let before = rt::bind_mounts(old, privileged).unwrap_or_default();
-    let after = rt::bind_mounts(new, privileged)?;
+    crate::storage::volumes::prepare_disks(d, new).await?;
+    let before = rt::bind_mounts(d, old, privileged).unwrap_or_default();
+    let after = rt::bind_mounts(d, new, privileged)?;
     for m in before.iter().filter(|m| !after.contains(m)) {
         let req = lxd_runtime::hotplug::MountRequest {
             init_pid,

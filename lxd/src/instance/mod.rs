@@ -188,6 +188,7 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
         ApiError::bad_request("No root device could be found (add a root disk to the instance or one of its profiles)")
     })?;
     d.pool(&pool)?;
+    crate::storage::instances::check_root_size(d, &expanded)?;
 
     let source = match req.source.kind.as_str() {
         "image" => {
@@ -204,11 +205,6 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
         }
         "none" | "" => Source::Empty,
         "copy" => {
-            if req.source.refresh {
-                return Err(ApiError::bad_request(
-                    "Refreshing a copy is not supported yet",
-                ));
-            }
             let (inst, snap) = match req.source.source.split_once('/') {
                 Some((i, s)) => (i.to_string(), Some(s.to_string())),
                 None => (req.source.source.clone(), None),
@@ -219,11 +215,7 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
             if let Some(s) = &snap {
                 d.db.snapshot(&inst, s)?;
             }
-            if src.pool != pool {
-                return Err(ApiError::bad_request(
-                    "Copying an instance to another storage pool is not supported yet",
-                ));
-            }
+            let _ = src;
             Source::Copy {
                 instance: inst,
                 with_snapshots: snap.is_none() && !req.source.instance_only,
@@ -353,24 +345,33 @@ async fn create_volume(
             with_snapshots,
         } => {
             let (src, snap, with) = (instance.clone(), snapshot.clone(), *with_snapshots);
-            // A running source on a driver without atomic copies is frozen meanwhile.
-            let freeze = snap.is_none()
-                && pool.info().running_copy_freeze
-                && matches!(runtime::probe(d, &src), runtime::RunState::Running { .. });
-            if freeze {
-                runtime::freeze(d, &src).await?;
+            let src_row = d.db.instance(&src)?;
+            if src_row.pool != row.pool {
+                // Another pool: file by file (`lxc copy C1 C2 -s POOL`).
+                crate::storage::instances::copy_across_pools(
+                    d, &src_row, snap, &row.pool, &name, with,
+                )
+                .await?
+            } else {
+                // A running source on a driver without atomic copies is frozen meanwhile.
+                let freeze = snap.is_none()
+                    && pool.info().running_copy_freeze
+                    && matches!(runtime::probe(d, &src), runtime::RunState::Running { .. });
+                if freeze {
+                    runtime::freeze(d, &src).await?;
+                }
+                let pool2 = pool.clone();
+                let src2 = src.clone();
+                let res = tokio::task::spawn_blocking(move || match snap {
+                    Some(s) => pool2.create_instance_from_snapshot(&src2, &s, &name),
+                    None => pool2.copy_instance(&src2, &name, with),
+                })
+                .await;
+                if freeze {
+                    let _ = runtime::thaw(d, &src).await;
+                }
+                res??
             }
-            let pool2 = pool.clone();
-            let src2 = src.clone();
-            let res = tokio::task::spawn_blocking(move || match snap {
-                Some(s) => pool2.create_instance_from_snapshot(&src2, &s, &name),
-                None => pool2.copy_instance(&src2, &name, with),
-            })
-            .await;
-            if freeze {
-                let _ = runtime::thaw(d, &src).await;
-            }
-            res??
         }
         Source::Image(img) => {
             let fp = img.fingerprint.clone();
@@ -390,7 +391,7 @@ async fn create_volume(
                     > {
                         crate::images::unpack_image_with(&images_dir, &fp, dir, &opts).map_err(
                             |e| -> Box<dyn std::error::Error + Send + Sync> {
-                                e.to_string().into()
+                                crate::storage::error_chain(&e).into()
                             },
                         )
                     };
@@ -410,6 +411,15 @@ async fn create_volume(
             tokio::task::spawn_blocking(move || pool2.create_instance_empty(&name)).await??
         }
     };
+    let expanded = expand_row(d, row)?;
+    if let Some(size) = crate::storage::instances::root_size(&expanded.devices)
+        && let Err(e) =
+            crate::storage::instances::apply_root_quota(d, &row.pool, &row.name, Some(size)).await
+    {
+        let (pool2, name) = (pool.clone(), row.name.clone());
+        let _ = tokio::task::spawn_blocking(move || pool2.delete_instance(&name)).await;
+        return Err(e);
+    }
     let link = d.dir.join("containers").join(&row.name);
     let _ = std::fs::remove_file(&link);
     if let Err(e) = std::os::unix::fs::symlink(&path, &link) {
@@ -527,10 +537,19 @@ pub async fn update(d: &Arc<Daemon>, name: &str, put: InstancePut) -> Result<()>
     crate::network::nic::validate(d, &expanded.devices, name).await?;
     // Disk sources must exist now, not only at the next start.
     runtime::bind_mounts(
+        d,
         &expanded,
         crate::config::is_true(&expanded.config, "security.privileged"),
     )?;
     fill_volatile(&mut config, &expanded.devices);
+    crate::storage::instances::update_root_quota(
+        d,
+        &row.pool,
+        name,
+        &expand_row(d, &row)?,
+        &expanded,
+    )
+    .await?;
     let old = row.clone();
     row.config = config;
     row.devices = put.devices;

@@ -162,6 +162,7 @@ pub fn state(d: &Daemon, row: &InstanceRow, st: RunState) -> InstanceState {
     let mut s = InstanceState {
         status: status.into(),
         status_code: code,
+        disk: crate::storage::instances::disk_state(d, row),
         ..Default::default()
     };
     if let Some(pid) = st.init_pid() {

@@ -150,8 +150,9 @@ fn host_memory() -> u64 {
         .unwrap_or(0)
 }
 
-/// Disk devices other than the root become bind mounts.
-pub fn bind_mounts(expanded: &Expanded, privileged: bool) -> Result<Vec<BindMount>> {
+/// Disk devices other than the root become bind mounts: a host path, or a custom volume of a
+/// pool (`pool=P source=VOL`, prepared by `storage::volumes::prepare_disks`).
+pub fn bind_mounts(d: &Daemon, expanded: &Expanded, privileged: bool) -> Result<Vec<BindMount>> {
     let mut out = Vec::new();
     for (name, dev) in &expanded.devices {
         if dev.get("type").map(String::as_str) != Some("disk") {
@@ -162,6 +163,22 @@ pub fn bind_mounts(expanded: &Expanded, privileged: bool) -> Result<Vec<BindMoun
             continue;
         }
         let source = dev.get("source").cloned().unwrap_or_default();
+        let shift = dev
+            .get("shift")
+            .map(|v| crate::config::parse_bool(v).unwrap_or(false))
+            .unwrap_or(true);
+        if let Some(pool) = dev.get("pool").filter(|p| !p.is_empty()) {
+            let (src, idmappable) = crate::storage::volumes::disk_source(d, pool, &source)
+                .map_err(|e| ApiError::bad_request(format!("Device \"{name}\": {}", e.message)))?;
+            out.push(BindMount {
+                source: src,
+                target: path.to_string(),
+                readonly: is_true(dev, "readonly"),
+                idmapped: !privileged && shift && idmappable,
+                file: false,
+            });
+            continue;
+        }
         let src = PathBuf::from(&source);
         let optional =
             is_true(dev, "optional") || dev.get("required").is_some_and(|v| v == "false");
@@ -174,10 +191,6 @@ pub fn bind_mounts(expanded: &Expanded, privileged: bool) -> Result<Vec<BindMoun
                 )));
             }
         };
-        let shift = dev
-            .get("shift")
-            .map(|v| crate::config::parse_bool(v).unwrap_or(false))
-            .unwrap_or(true);
         out.push(BindMount {
             source: src,
             target: path.to_string(),
@@ -219,7 +232,7 @@ pub fn build_spec(
         env: init_env(&expanded.config),
         cgroup_name: cgroup_name(name),
         limits: limits(&expanded.config)?,
-        mounts: bind_mounts(expanded, privileged)?,
+        mounts: bind_mounts(d, expanded, privileged)?,
         nesting: is_true(&expanded.config, "security.nesting"),
         console_log: d.log_dir(name).join("console.log"),
         log_file: d.log_dir(name).join("lxc.log"),

@@ -16,20 +16,10 @@ pub fn next_name(d: &Daemon, name: &str) -> Result<String> {
     let pattern = ex
         .config
         .get("snapshots.pattern")
-        .filter(|p| !p.is_empty())
         .cloned()
-        .unwrap_or_else(|| "snap%d".into());
+        .unwrap_or_default();
     let existing: Vec<String> = d.db.snapshots(name)?.into_iter().map(|s| s.name).collect();
-    if !pattern.contains("%d") {
-        return Ok(pattern);
-    }
-    for i in 0.. {
-        let n = pattern.replacen("%d", &i.to_string(), 1);
-        if !existing.contains(&n) {
-            return Ok(n);
-        }
-    }
-    unreachable!("an unbounded range always yields a free name")
+    crate::storage::schedule::next_snapshot_name(&pattern, &existing, jiff::Timestamp::now())
 }
 
 pub async fn create(
@@ -40,6 +30,17 @@ pub async fn create(
 ) -> Result<()> {
     let lock = d.instance_lock(name);
     let _g = lock.lock().await;
+    create_locked(d, name, snap, expires_at).await
+}
+
+/// `create` for callers holding the instance lock. Without `expires_at` the snapshot expires
+/// after `snapshots.expiry` (LXD 5.0 applies it to every snapshot).
+pub async fn create_locked(
+    d: &Arc<Daemon>,
+    name: &str,
+    snap: &str,
+    expires_at: Option<String>,
+) -> Result<()> {
     let row = d.db.instance(name)?;
     let pool = d.pool(&row.pool)?;
     let expires = match expires_at.filter(|e| !e.is_empty()) {
@@ -48,7 +49,13 @@ pub async fn create(
                 .map_err(|_| ApiError::bad_request(format!("Invalid expiry date \"{e}\"")))?;
             e
         }
-        None => lxd_api::ZERO_TIME.into(),
+        None => {
+            let ex = super::expand_row(d, &row)?;
+            crate::storage::schedule::expires_at(
+                jiff::Timestamp::now(),
+                ex.config.get("snapshots.expiry").map_or("", String::as_str),
+            )?
+        }
     };
     let freeze =
         pool.info().running_copy_freeze && matches!(rt::probe(d, name), RunState::Running { .. });
@@ -155,7 +162,20 @@ pub async fn restore(d: &Arc<Daemon>, name: &str, snap: &str) -> Result<()> {
     }
     let pool = d.pool(&row.pool)?;
     let (n, sn) = (name.to_string(), snap.to_string());
-    let removed = tokio::task::spawn_blocking(move || pool.restore_snapshot(&n, &sn)).await??;
+    let res = tokio::task::spawn_blocking(move || pool.restore_snapshot(&n, &sn)).await;
+    let removed = match res
+        .map_err(ApiError::from)
+        .and_then(|r| r.map_err(ApiError::from))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            // Undo the stop: a refused restore (zfs newer snapshots) leaves it as it was.
+            if was_running {
+                let _ = super::lifecycle::start_locked(d, &row).await;
+            }
+            return Err(e);
+        }
+    };
     for r in removed {
         let _ = d.db.snapshot_delete(name, &r);
     }

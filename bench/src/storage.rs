@@ -1,0 +1,186 @@
+//! `lxd-bench --storage`: what users wait for on each storage driver (launch, snapshot of a
+//! running instance, restore and copy of a stopped one), medians per driver, for our daemon on
+//! dir, btrfs (loop file) and zfs-fuse (loop file), and with `--with-lxd` for Debian's LXD on dir
+//! and btrfs (its zfs driver needs the kernel module). The daemons alternate iteration by
+//! iteration so machine noise hits both alike.
+
+use anyhow::{Result, bail};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Target, median, ms};
+
+/// Keeps zfs-fuse running for the benchmark: started (and later stopped, by its pid) only when
+/// nothing answers.
+struct ZfsFuse(Option<Child>);
+
+fn zfs_answers() -> bool {
+    Command::new("zpool")
+        .arg("list")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl ZfsFuse {
+    fn start() -> Option<ZfsFuse> {
+        if zfs_answers() {
+            return Some(ZfsFuse(None));
+        }
+        let child = Command::new("zfs-fuse")
+            .args(["--no-daemon", "--no-kstat-mount"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let t = Instant::now();
+        while !zfs_answers() {
+            if t.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(ZfsFuse(Some(child)))
+    }
+}
+
+impl Drop for ZfsFuse {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(15) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Medians {
+    launch: Duration,
+    snapshot: Duration,
+    restore: Duration,
+    copy: Duration,
+}
+
+/// A pool of `driver` on target `t`; loop-backed pools get 4 GiB.
+fn create_pool(t: &Target, driver: &str) -> Result<String> {
+    let name = format!("bench-{driver}");
+    let mut args = vec!["storage".to_string(), "create".into(), name.clone(), driver.into()];
+    if driver != "dir" {
+        args.push("size=4GiB".into());
+    }
+    if driver == "zfs" {
+        args.push(format!("zfs.pool_name=lxdbench{}", std::process::id()));
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    t.lxc(&a)?;
+    Ok(name)
+}
+
+/// One round on one target and pool: launch (then stop), snapshot while running, restore and
+/// copy while stopped; returns the four durations.
+fn round(t: &Target, pool: &str, it: usize) -> Result<[Duration; 4]> {
+    let name = format!("{}-{}-{it}", t.prefix, &pool[6..]);
+    let launch = t.timed_lxc(&["launch", "benchbb", &name, "-s", pool])?;
+    let snapshot = t.timed_lxc(&["snapshot", &name, "s0"])?;
+    t.lxc(&["stop", "--force", &name])?;
+    let restore = t.timed_lxc(&["restore", &name, "s0"])?;
+    let copy_name = format!("{name}c");
+    let copy = t.timed_lxc(&["copy", &name, &copy_name, "--instance-only"])?;
+    t.lxc(&["delete", "--force", &copy_name])?;
+    t.lxc(&["delete", "--force", &name])?;
+    Ok([launch, snapshot, restore, copy])
+}
+
+pub fn run(targets: &mut [Target], iterations: usize) -> Result<()> {
+    let zfs = ZfsFuse::start();
+    if zfs.is_none() {
+        eprintln!("zfs-fuse is not available: skipping the zfs pool");
+    }
+    // (target index, driver, pool name)
+    let mut pools = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        for driver in ["dir", "btrfs", "zfs"] {
+            if driver == "zfs" && (zfs.is_none() || t.label != "ours") {
+                continue;
+            }
+            pools.push((i, driver, create_pool(t, driver)?));
+        }
+    }
+    if pools.is_empty() {
+        bail!("no pool could be created");
+    }
+    let mut samples: Vec<[Vec<Duration>; 4]> = vec![Default::default(); pools.len()];
+    for it in 0..iterations {
+        for (k, (i, _, pool)) in pools.iter().enumerate() {
+            let r = round(&targets[*i], pool, it)?;
+            for (s, v) in samples[k].iter_mut().zip(r) {
+                s.push(v);
+            }
+        }
+    }
+    let medians: Vec<Medians> = samples
+        .into_iter()
+        .map(|s| {
+            let [a, b, c, d] = s;
+            Medians {
+                launch: median(a),
+                snapshot: median(b),
+                restore: median(c),
+                copy: median(d),
+            }
+        })
+        .collect();
+    for (i, _, pool) in &pools {
+        let _ = targets[*i].lxc(&["storage", "delete", pool]);
+    }
+    println!(
+        "\nmedians of {iterations} iterations (busybox image): launch; snapshot of the running instance; restore and copy --instance-only of the stopped instance\n"
+    );
+    println!(
+        "{:<8}{:<18}{:>14}{:>14}{:>10}",
+        "driver", "operation", "ours", "lxd", "ratio"
+    );
+    let get = |label: &str, driver: &str| {
+        pools
+            .iter()
+            .position(|(i, d, _)| targets[*i].label == label && *d == driver)
+            .map(|k| medians[k].clone())
+    };
+    for driver in ["dir", "btrfs", "zfs"] {
+        let Some(ours) = get("ours", driver) else {
+            continue;
+        };
+        let theirs = get("lxd", driver);
+        let rows: [(&str, fn(&Medians) -> Duration); 4] = [
+            ("launch", |m| m.launch),
+            ("snapshot", |m| m.snapshot),
+            ("restore", |m| m.restore),
+            ("copy", |m| m.copy),
+        ];
+        for (label, f) in rows {
+            let o = f(&ours);
+            match &theirs {
+                Some(l) => println!(
+                    "{driver:<8}{label:<18}{:>14}{:>14}{:>10.2}",
+                    ms(o),
+                    ms(f(l)),
+                    o.as_secs_f64() / f(l).as_secs_f64()
+                ),
+                None => println!("{driver:<8}{label:<18}{:>14}{:>14}{:>10}", ms(o), "-", "-"),
+            }
+        }
+    }
+    drop(zfs);
+    Ok(())
+}
