@@ -46,4 +46,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "proxy",
     "proxy_unix",
     "proxy_udp",
+    "certificate_update",
+    "certificate_token",
+    "image_compression_algorithm",
 ];

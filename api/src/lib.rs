@@ -17,6 +17,7 @@ pub mod profile;
 pub mod project;
 pub mod response;
 pub mod server;
+pub mod simplestreams;
 pub mod status;
 pub mod storage;
 

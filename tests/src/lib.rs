@@ -3,6 +3,9 @@
 //! clean up everything a test made (instances, cgroups, mounts, processes, directories) even when
 //! the test fails. Integration tests need root; without it they say so loudly and do nothing.
 
+pub mod real;
+pub mod streams;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -57,7 +60,23 @@ pub fn busybox_image() -> PathBuf {
     let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .expect("lock image dir");
-    let img = dir.join("busybox.tar.xz");
+    build_busybox(&dir, "busybox")
+}
+
+/// A busybox image whose metadata carries `name` (and so its own fingerprint): stand-ins for
+/// distributions and releases in the image-server fixtures.
+pub fn busybox_image_named(name: &str) -> PathBuf {
+    let dir = bin_dir().join("test-images");
+    std::fs::create_dir_all(&dir).expect("create image dir");
+    let lock = std::fs::File::create(dir.join(".lock")).expect("lock file");
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock image dir");
+    build_busybox(&dir, name)
+}
+
+fn build_busybox(dir: &Path, name: &str) -> PathBuf {
+    let img = dir.join(format!("{name}.tar.xz"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("scripts")
@@ -70,7 +89,8 @@ pub fn busybox_image() -> PathBuf {
     if !img.exists() || stale(&img) {
         let st = Command::new("sh")
             .arg(&script)
-            .arg(&dir)
+            .arg(dir)
+            .arg(name)
             .stdout(Stdio::null())
             .status()
             .expect("run build-busybox-image.sh");
@@ -83,6 +103,8 @@ pub fn busybox_image() -> PathBuf {
 #[derive(Debug)]
 pub struct TestDaemon {
     pub dir: PathBuf,
+    /// Extra environment for the daemon and both clients (e.g. `SSL_CERT_FILE` of a test CA).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     conf: tempfile::TempDir,
     real_home: tempfile::TempDir,
@@ -122,13 +144,30 @@ impl TestDaemon {
         d
     }
 
+    /// Start and initialise a daemon with extra environment for it and its clients.
+    pub fn start_with_env(env: &[(String, String)]) -> TestDaemon {
+        let d = Self::start_uninitialised_with_env(env);
+        let out = d.lxd(&["init", "--auto"]);
+        assert!(
+            out.status.success(),
+            "lxd init --auto failed: {}",
+            text(&out.stderr)
+        );
+        d
+    }
+
     pub fn start_uninitialised() -> TestDaemon {
+        Self::start_uninitialised_with_env(&[])
+    }
+
+    pub fn start_uninitialised_with_env(env: &[(String, String)]) -> TestDaemon {
         // Keep it short: unix socket paths must fit in 107 bytes.
         let dir = PathBuf::from(format!("/tmp/lxt-{}", unique("d")));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create LXD_DIR");
         let mut d = TestDaemon {
             dir,
+            env: env.to_vec(),
             child: None,
             conf: tempfile::tempdir().expect("tempdir"),
             real_home: tempfile::tempdir().expect("tempdir"),
@@ -146,6 +185,7 @@ impl TestDaemon {
         let child = Command::new(bin("lxd"))
             .args(["--group", "root", "--debug"])
             .env("LXD_DIR", &self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -199,6 +239,8 @@ impl TestDaemon {
         c.args(args)
             .env("LXD_DIR", &self.dir)
             .env("LXD_CONF", self.conf.path())
+            .env("XDG_CACHE_HOME", self.conf.path().join("cache"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("LXD_SOCKET");
         run_with_timeout(c, Duration::from_secs(120))
     }
@@ -223,6 +265,7 @@ impl TestDaemon {
             .env("LXD_DIR", &self.dir)
             .env("HOME", self.real_home.path())
             .env("LXD_CONF", self.real_home.path().join("lxc"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("LXD_SOCKET");
         run_with_timeout(c, Duration::from_secs(120))
     }
