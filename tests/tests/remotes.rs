@@ -399,6 +399,17 @@ fn image_copy_launch_and_publish_between_two_daemons() {
     let img = b.query_json(&format!("/1.0/images/{bb_fp}"));
     assert_eq!(img["update_source"]["protocol"], "lxd");
     assert_eq!(img["cached"], false);
+    // Instances on the remote itself, over HTTPS: launch (events over wss), exec, list.
+    let ca1 = unique("ra");
+    b.lxc_ok(&["launch", "a:bb", &format!("a:{ca1}")]);
+    assert_eq!(
+        b.lxc_ok(&["exec", &format!("a:{ca1}"), "--", "hostname"])
+            .trim(),
+        ca1
+    );
+    assert!(b.lxc_ok(&["list", "a:", "--format", "csv"]).contains(&ca1));
+    b.lxc_ok(&["delete", "-f", &format!("a:{ca1}")]);
+
     let c1 = unique("rc");
     b.lxc_ok(&["launch", "a:pubbb", &c1]);
     assert_eq!(b.lxc_ok(&["exec", &c1, "--", "hostname"]).trim(), c1);
@@ -440,8 +451,20 @@ fn image_copy_launch_and_publish_between_two_daemons() {
         "Running"
     );
     b.lxc_ok(&["snapshot", &c1, "s1"]);
+    b.lxc_ok(&["config", "set", "images.compression_algorithm", "xz"]);
     let out = b.real_lxc_ok(&["publish", &format!("{c1}/s1"), "--alias", "fromsnap"]);
     assert!(out.contains("fingerprint"), "{out}");
+    let exp = tmp.path().join("exp");
+    std::fs::create_dir_all(&exp).unwrap();
+    b.lxc_ok(&["image", "export", "fromsnap", exp.to_str().unwrap()]);
+    let names: Vec<String> = std::fs::read_dir(&exp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.len() == 1 && names[0].ends_with(".tar.xz"),
+        "published with images.compression_algorithm=xz: {names:?}"
+    );
     let (_, url_b) = listen(&b);
     b.lxc_ok(&["config", "set", "core.trust_password", "sekret2"]);
     a.lxc_ok(&[
@@ -541,4 +564,12 @@ fn interop_with_a_real_lxd_both_ways() {
     real.lxc_ok(&["image", "copy", "ours:obb", "local:", "--alias", "fromours"]);
     let info = real.lxc_ok(&["image", "info", "fromours"]);
     assert!(info.contains(&own_fp), "{info}");
+    // The real LXD launches from our server (it pulls again: the real daemon's cache is per
+    // source, and the image is private, so its client fetches a new secret).
+    real.lxc_ok(&["image", "delete", "fromours"]);
+    let rc = unique("rl");
+    real.lxc_ok(&["launch", "ours:obb", &rc]);
+    let host = real.lxc_ok(&["exec", &rc, "--", "hostname"]);
+    assert_eq!(host.trim(), rc);
+    real.lxc_ok(&["delete", "-f", &rc]);
 }

@@ -87,6 +87,30 @@ fn fixture() -> Fixture {
     }
 }
 
+/// `lxc monitor --type=lifecycle` in the background; `stop` returns what it printed.
+struct Monitor(std::process::Child);
+
+impl Monitor {
+    fn start(d: &TestDaemon) -> Monitor {
+        let child = std::process::Command::new(lxd_tests::bin("lxc"))
+            .args(["monitor", "--type=lifecycle", "--format=json"])
+            .env("LXD_DIR", &d.dir)
+            .env("LXD_CONF", d.dir.join("monitor-conf"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Let it subscribe before anything happens.
+        std::thread::sleep(Duration::from_millis(500));
+        Monitor(child)
+    }
+
+    fn stop(mut self) -> String {
+        let _ = self.0.kill();
+        text(&self.0.wait_with_output().unwrap().stdout)
+    }
+}
+
 fn images_dir_clean(d: &TestDaemon) -> bool {
     std::fs::read_dir(d.dir.join("images"))
         .unwrap()
@@ -207,6 +231,57 @@ fn simplestreams_copy_refresh_auto_update_and_expiry() {
         "--protocol=simplestreams",
     ]);
 
+    // A pull reports its progress in the operation (LXD's download_progress and progress{}).
+    let body = format!(
+        r#"{{"source":{{"type":"image","mode":"pull","server":"{}","protocol":"simplestreams","alias":"debian/12"}},"aliases":[{{"name":"raw"}}]}}"#,
+        f.server.url
+    );
+    let (code, v) = lxd_tests::raw_request(&d.dir, "POST", "/1.0/images", Some(&body));
+    assert_eq!(code, 202, "{v}");
+    let op = v["operation"].as_str().unwrap().to_string();
+    let (_, done) = lxd_tests::raw_request(&d.dir, "GET", &format!("{op}/wait?timeout=60"), None);
+    let meta = &done["metadata"]["metadata"];
+    assert_eq!(done["metadata"]["status"], "Success", "{done}");
+    assert!(
+        meta["download_progress"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("rootfs: 100%")),
+        "{done}"
+    );
+    assert_eq!(meta["progress"]["stage"], "download", "{done}");
+    assert_eq!(meta["fingerprint"], f.debian.as_str(), "{done}");
+    assert_eq!(
+        d.query_json("/1.0/images/aliases/raw")["target"],
+        f.debian.as_str()
+    );
+    d.lxc_ok(&["image", "delete", "raw"]);
+
+    // The real 5.0 client's image copy (it resolves the alias itself and sends it on).
+    d.real_lxc_ok(&[
+        "remote",
+        "add",
+        "ss",
+        &f.server.url,
+        "--protocol=simplestreams",
+    ]);
+    d.real_lxc_ok(&[
+        "image",
+        "copy",
+        "ss:18.04",
+        "local:",
+        "--alias",
+        "b",
+        "--auto-update",
+    ]);
+    let img = image_json(&d, &f.bionic);
+    assert_eq!(img["auto_update"], true, "{img}");
+    assert_eq!(img["cached"], false, "{img}");
+    assert_eq!(
+        d.query_json("/1.0/images/aliases/b")["target"],
+        f.bionic.as_str()
+    );
+    d.lxc_ok(&["image", "delete", "b"]);
+
     // Copy with our own alias and auto-update, and with the stream's aliases.
     let out = d.lxc_ok(&[
         "image",
@@ -257,8 +332,13 @@ fn simplestreams_copy_refresh_auto_update_and_expiry() {
             Layout::SplitTarXz,
         )
         .fingerprint;
+    let mon = Monitor::start(&d);
     let out = d.lxc_ok(&["image", "refresh", "j"]);
     assert!(out.contains("Image refreshed successfully!"), "{out}");
+    let events = mon.stop();
+    assert!(events.contains("image-refreshed"), "{events}");
+    assert!(events.contains("image-deleted"), "{events}");
+    assert!(events.contains(&f.jammy), "{events}");
     assert_eq!(d.query_json("/1.0/images/aliases/j")["target"], v2.as_str());
     let (code, _) =
         lxd_tests::raw_request(&d.dir, "GET", &format!("/1.0/images/{}", f.jammy), None);
