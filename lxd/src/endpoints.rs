@@ -188,7 +188,10 @@ async fn serve_https(
                 }
             },
         };
-        let (d, app, acceptor, stop) = (d.clone(), app.clone(), acceptor.clone(), stop.clone());
+        // Connections end with the daemon, not with the listener: the request that moved
+        // `core.https_address` still gets its answer.
+        let (d, app, acceptor) = (d.clone(), app.clone(), acceptor.clone());
+        let stop = d.stop.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(
                 std::time::Duration::from_secs(10),
