@@ -158,6 +158,13 @@ fn https_listener_trust_tokens_password_and_pinning() {
         t["secret"] = "11".repeat(32).into();
         base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&t).unwrap())
     };
+    // The real client's token flow: `config trust add --name` and `remote add NAME TOKEN`.
+    let out = a.real_lxc_ok(&["config", "trust", "add", "--name", "realtok"]);
+    let real_token = out.lines().nth(1).unwrap().trim().to_string();
+    a2.real_lxc_ok(&["remote", "add", "viatoken", &real_token]);
+    a2.real_lxc_ok(&["list", "viatoken:"]);
+    let trust = a.real_lxc_ok(&["config", "trust", "list", "--format", "csv"]);
+    assert!(trust.contains("client,realtok,"), "{trust}");
     let out = b.lxc(&["remote", "add", "forged", &forged2]);
     assert!(!out.status.success());
     let err = text(&out.stderr);

@@ -184,7 +184,16 @@ pub async fn run(ctx: &mut Ctx, cmd: RemoteCmd) -> anyhow::Result<()> {
                 if !matches!(auth_type.as_str(), "" | "tls") {
                     bail!("Authentication type '{auth_type}' not supported by this client");
                 }
-                let res = add_https(ctx, &name, &addr, public, accept_certificate, password).await;
+                let res = add_https(
+                    ctx,
+                    &name,
+                    &addr,
+                    &remote.project,
+                    public,
+                    accept_certificate,
+                    password,
+                )
+                .await;
                 if res.is_err() {
                     // Nothing of a failed add is kept: no remote, no pinned certificate.
                     ctx.conf.remotes.remove(&name);
@@ -339,6 +348,7 @@ async fn add_https(
     ctx: &mut Ctx,
     name: &str,
     addr: &str,
+    project: &str,
     public: bool,
     accept: bool,
     password: Option<String>,
@@ -346,12 +356,6 @@ async fn add_https(
     if !public {
         ensure_client_certificate(ctx)?;
     }
-    let project = ctx
-        .conf
-        .remotes
-        .get(name)
-        .map(|r| r.project.clone())
-        .unwrap_or_default();
     ctx.conf.remotes.insert(
         name.to_string(),
         Remote {
@@ -430,7 +434,7 @@ async fn add_https(
         println!("Client certificate now trusted by server: {name}");
     }
     let client = ctx.client(name)?;
-    let project = find_project(&client, &project).await?;
+    let project = find_project(&client, project).await?;
     if let Some(r) = ctx.conf.remotes.get_mut(name) {
         r.auth_type = "tls".into();
         r.public = false;
