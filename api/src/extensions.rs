@@ -55,4 +55,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "storage_volume_state",
     "container_incremental_copy",
     "custom_volume_refresh",
+    "certificate_update",
+    "certificate_token",
+    "image_compression_algorithm",
 ];

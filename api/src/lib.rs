@@ -17,6 +17,7 @@ pub mod profile;
 pub mod project;
 pub mod response;
 pub mod server;
+pub mod simplestreams;
 pub mod status;
 pub mod storage;
 
@@ -54,4 +55,25 @@ where
 {
     use serde::Deserialize;
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Deserialize a config map whose values may be any JSON scalar (LXD's server config is a
+/// `map[string]any`: `core.trust_password` comes back as the boolean `true`).
+pub(crate) fn lenient_config<'de, D>(d: D) -> Result<ConfigMap, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    let raw = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (k, s)
+        })
+        .collect())
 }

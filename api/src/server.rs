@@ -47,6 +47,7 @@ pub struct ServerEnvironment {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Server {
+    #[serde(deserialize_with = "crate::lenient_config")]
     pub config: ConfigMap,
     pub api_extensions: Vec<String>,
     pub api_status: String,
@@ -60,6 +61,21 @@ pub struct Server {
 /// `PUT`/`PATCH /1.0` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServerPut {
-    #[serde(default, deserialize_with = "crate::null_default")]
+    #[serde(default, deserialize_with = "crate::lenient_config")]
     pub config: ConfigMap,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_config_values_may_be_booleans() {
+        let s: Server = serde_json::from_str(
+            r#"{"config":{"core.trust_password":true,"core.https_address":":8443","x":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.config["core.trust_password"], "true");
+        assert_eq!(s.config["core.https_address"], ":8443");
+    }
 }

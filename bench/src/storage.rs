@@ -75,7 +75,12 @@ struct Medians {
 /// A pool of `driver` on target `t`; loop-backed pools get 4 GiB.
 fn create_pool(t: &Target, driver: &str) -> Result<String> {
     let name = format!("bench-{driver}");
-    let mut args = vec!["storage".to_string(), "create".into(), name.clone(), driver.into()];
+    let mut args = vec![
+        "storage".to_string(),
+        "create".into(),
+        name.clone(),
+        driver.into(),
+    ];
     if driver != "dir" {
         args.push("size=4GiB".into());
     }

@@ -93,14 +93,60 @@ impl Ctx {
         if r.is_simplestreams() || (r.public && !r.is_unix()) {
             bail!("The remote isn't a private LXD server");
         }
+        self.connect(remote, r, &project)
+    }
+
+    /// A client of an LXD server for image commands: public (image-only) LXD servers too.
+    pub fn image_server(&self, remote: &str) -> anyhow::Result<client::Client> {
+        let r = self.remote(remote)?;
+        if r.is_simplestreams() {
+            bail!("The remote {remote} is a simplestreams image server");
+        }
+        if self.global.force_local {
+            return self.client(remote);
+        }
+        self.connect(remote, r, &r.project.clone())
+    }
+
+    fn connect(&self, name: &str, r: &Remote, project: &str) -> anyhow::Result<client::Client> {
         if r.is_unix() {
             let ep = client::Endpoint::Unix(config::unix_socket_of(&r.addr));
-            return Ok(client::Client::new(ep, &project, self.global.debug)?);
+            return Ok(client::Client::new(ep, project, self.global.debug)?);
         }
-        bail!(
-            "Remote {remote} ({}) uses HTTPS, which this client does not support yet",
-            r.addr
-        )
+        if !r.addr.starts_with("https://") {
+            bail!("Invalid remote address {} for {name}", r.addr);
+        }
+        let tls = self.remote_tls(name, r.public)?;
+        let ep = client::Endpoint::Https {
+            url: r.addr.clone(),
+            tls: std::sync::Arc::new(tls),
+        };
+        Ok(client::Client::new(ep, project, self.global.debug)?)
+    }
+
+    /// The TLS setup for an HTTPS remote: its pinned certificate (`servercerts/NAME.crt`) or
+    /// the system CAs, and our client certificate unless the remote is public.
+    pub fn remote_tls(&self, name: &str, public: bool) -> anyhow::Result<rustls::ClientConfig> {
+        use client::tls::{ClientIdentity, ServerTrust, client_config, parse_cert_pem};
+        let certf = self.server_cert_path(name);
+        let trust = match std::fs::read_to_string(&certf) {
+            Ok(pem) => ServerTrust::Pinned(parse_cert_pem(&pem)?),
+            Err(_) => ServerTrust::System,
+        };
+        let identity = if public {
+            None
+        } else {
+            ClientIdentity::load(&self.conf.dir)?
+        };
+        Ok(client_config(trust, identity.as_ref())?)
+    }
+
+    /// Where the pinned certificate of a remote lives (LXD `ServerCertPath`).
+    pub fn server_cert_path(&self, name: &str) -> std::path::PathBuf {
+        self.conf
+            .dir
+            .join("servercerts")
+            .join(format!("{name}.crt"))
     }
 
     /// Like [`Ctx::client`] for `[remote:]name`, returning the name too.

@@ -39,6 +39,10 @@ pub struct Daemon {
     pub pools: RwLock<HashMap<String, Arc<dyn lxd_storage::Driver>>>,
     /// Managed networks: dnsmasq supervisors, proxy relays, the ruleset lock.
     pub net: crate::network::NetState,
+    /// The server certificate and the HTTPS listener.
+    pub https: crate::endpoints::Https,
+    /// Remote image servers: download locks, index cache, the image refresh/expiry tasks.
+    pub remotes: crate::remotes::RemoteState,
 }
 
 /// The directories under `$LXD_DIR`, created at start.
@@ -79,6 +83,8 @@ impl Daemon {
             instance_locks: Mutex::new(HashMap::new()),
             pools: RwLock::new(HashMap::new()),
             net: Default::default(),
+            https: Default::default(),
+            remotes: Default::default(),
         });
         d.ensure_default_profile()?;
         Ok(d)

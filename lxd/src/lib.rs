@@ -16,9 +16,12 @@ pub mod instance;
 pub mod local_client;
 pub mod network;
 pub mod operations;
+pub mod remotes;
 pub mod response;
 pub mod run;
 pub mod storage;
+pub mod tls;
+pub mod trust;
 
 /// The LXD server version we speak (the API level of LXD 5.0 LTS, which our clients target).
 pub const SERVER_VERSION: &str = "5.0.2";

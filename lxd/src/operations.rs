@@ -227,6 +227,19 @@ impl Operations {
         op
     }
 
+    /// A token-class operation (trust tokens, image secrets): it holds `metadata` and stays
+    /// running until it is used or cancelled (`DELETE /1.0/operations/ID`), as LXD's do.
+    pub fn start_token(
+        self: &Arc<Self>,
+        description: &str,
+        resources: Resources,
+        metadata: Value,
+    ) -> Arc<Op> {
+        let op = self.new_op("token", description, resources, metadata, true);
+        self.run(op.clone(), |_op| std::future::pending::<TaskResult>());
+        op
+    }
+
     /// Create a websocket-class operation whose task receives the websockets named in `fds`
     /// (fd name -> secret, as put in the metadata). The task gets the receivers in the same order.
     pub fn start_websocket<F, Fut>(

@@ -184,6 +184,7 @@ pub async fn serve(opts: DaemonOptions) -> anyhow::Result<()> {
     mount_pools(&d).await?;
     crate::network::startup(&d).await?;
     let listener = crate::endpoints::bind_unix(&d.socket_path(), opts.group.as_deref()).await?;
+    crate::endpoints::start_network(&d).await?;
     let app = crate::api::router(d.clone());
     let stop = d.stop.clone();
     let server = tokio::spawn(async move {
@@ -194,6 +195,7 @@ pub async fn serve(opts: DaemonOptions) -> anyhow::Result<()> {
     lifecycle::reattach(&d).await?;
     crate::storage::schedule::spawn(d.clone());
     d.set_ready();
+    crate::remotes::tasks::spawn(&d);
     tracing::info!(dir = %d.dir.display(), "daemon started");
     let d2 = d.clone();
     tokio::spawn(async move {

@@ -3,6 +3,9 @@
 //! clean up everything a test made (instances, cgroups, mounts, processes, directories) even when
 //! the test fails. Integration tests need root; without it they say so loudly and do nothing.
 
+pub mod real;
+pub mod streams;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -58,7 +61,23 @@ pub fn busybox_image() -> PathBuf {
     let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .expect("lock image dir");
-    let img = dir.join("busybox.tar.xz");
+    build_busybox(&dir, "busybox")
+}
+
+/// A busybox image whose metadata carries `name` (and so its own fingerprint): stand-ins for
+/// distributions and releases in the image-server fixtures.
+pub fn busybox_image_named(name: &str) -> PathBuf {
+    let dir = bin_dir().join("test-images");
+    std::fs::create_dir_all(&dir).expect("create image dir");
+    let lock = std::fs::File::create(dir.join(".lock")).expect("lock file");
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock image dir");
+    build_busybox(&dir, name)
+}
+
+fn build_busybox(dir: &Path, name: &str) -> PathBuf {
+    let img = dir.join(format!("{name}.tar.xz"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("scripts")
@@ -71,7 +90,8 @@ pub fn busybox_image() -> PathBuf {
     if !img.exists() || stale(&img) {
         let st = Command::new("sh")
             .arg(&script)
-            .arg(&dir)
+            .arg(dir)
+            .arg(name)
             .stdout(Stdio::null())
             .status()
             .expect("run build-busybox-image.sh");
@@ -84,6 +104,8 @@ pub fn busybox_image() -> PathBuf {
 #[derive(Debug)]
 pub struct TestDaemon {
     pub dir: PathBuf,
+    /// Extra environment for the daemon and both clients (e.g. `SSL_CERT_FILE` of a test CA).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     conf: tempfile::TempDir,
     real_home: tempfile::TempDir,
@@ -113,42 +135,56 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
 impl TestDaemon {
     /// Start a fresh daemon and initialise it (`lxd init --auto`: dir pool, default profile).
     pub fn start() -> TestDaemon {
-        let d = Self::start_uninitialised();
-        // A bridge name unique to this daemon: after a test ends, its harness removes the
-        // daemon's bridges, which must never be one a later test's daemon took over.
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let br = format!("lxt{}b{n}", std::process::id() % 10000);
-        let out = d.lxd(&["init", "--auto", "--network-bridge", &br]);
-        assert!(
-            out.status.success(),
-            "lxd init --auto failed: {}",
-            text(&out.stderr)
-        );
-        d
+        Self::start_with(&[])
     }
 
     /// Start a fresh daemon initialised with `lxd init --auto` and `init_args` (a storage
     /// backend, `--network-bridge none`, ...).
     pub fn start_with(init_args: &[&str]) -> TestDaemon {
         let d = Self::start_uninitialised();
+        d.init_auto(init_args);
+        d
+    }
+
+    /// Start and initialise a daemon with extra environment for it and its clients.
+    pub fn start_with_env(env: &[(String, String)]) -> TestDaemon {
+        let d = Self::start_uninitialised_with_env(env);
+        d.init_auto(&[]);
+        d
+    }
+
+    /// `lxd init --auto INIT_ARGS`. Unless the arguments name a bridge, the bridge gets a name
+    /// unique to this daemon: after a test ends, its harness removes the daemon's bridges, which
+    /// must never be one a later test's daemon took over.
+    fn init_auto(&self, init_args: &[&str]) {
         let mut args = vec!["init", "--auto"];
         args.extend_from_slice(init_args);
-        let out = d.lxd(&args);
+        let br;
+        if !init_args.contains(&"--network-bridge") {
+            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+            br = format!("lxt{}b{n}", std::process::id() % 10000);
+            args.extend(["--network-bridge", br.as_str()]);
+        }
+        let out = self.lxd(&args);
         assert!(
             out.status.success(),
             "lxd {args:?} failed: {}",
             text(&out.stderr)
         );
-        d
     }
 
     pub fn start_uninitialised() -> TestDaemon {
+        Self::start_uninitialised_with_env(&[])
+    }
+
+    pub fn start_uninitialised_with_env(env: &[(String, String)]) -> TestDaemon {
         // Keep it short: unix socket paths must fit in 107 bytes.
         let dir = PathBuf::from(format!("/tmp/lxt-{}", unique("d")));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create LXD_DIR");
         let mut d = TestDaemon {
             dir,
+            env: env.to_vec(),
             child: None,
             conf: tempfile::tempdir().expect("tempdir"),
             real_home: tempfile::tempdir().expect("tempdir"),
@@ -166,6 +202,7 @@ impl TestDaemon {
         let child = Command::new(bin("lxd"))
             .args(["--group", "root", "--debug"])
             .env("LXD_DIR", &self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -236,6 +273,8 @@ impl TestDaemon {
         c.args(args)
             .env("LXD_DIR", &self.dir)
             .env("LXD_CONF", self.conf.path())
+            .env("XDG_CACHE_HOME", self.conf.path().join("cache"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("LXD_SOCKET");
         run_with_timeout(c, Duration::from_secs(120))
     }
@@ -260,6 +299,7 @@ impl TestDaemon {
             .env("LXD_DIR", &self.dir)
             .env("HOME", self.real_home.path())
             .env("LXD_CONF", self.real_home.path().join("lxc"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("LXD_SOCKET");
         run_with_timeout(c, Duration::from_secs(120))
     }

@@ -4,6 +4,8 @@
 
 pub mod multipart;
 pub mod operation;
+pub mod simplestreams;
+pub mod tls;
 pub mod transport;
 pub mod ws;
 

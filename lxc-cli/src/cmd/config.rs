@@ -61,6 +61,9 @@ pub enum ConfigCmd {
     /// Manage devices
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Manage trusted clients
+    #[command(subcommand)]
+    Trust(super::trust::TrustCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +142,7 @@ pub async fn run(ctx: &Ctx, a: ConfigArgs) -> anyhow::Result<()> {
         }
         ConfigCmd::Edit { name } => edit(ctx, name.as_deref()).await,
         ConfigCmd::Device(d) => device(ctx, d, false).await,
+        ConfigCmd::Trust(t) => super::trust::run(ctx, t).await,
     }
 }
 

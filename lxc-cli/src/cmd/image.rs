@@ -1,6 +1,7 @@
 //! `image ...`: import (unified tarball as a raw body, split image as multipart/form-data),
 //! list/info/show/edit, delete, export (unified or multipart, sha256-verified), aliases, copy
-//! from simplestreams remotes (server-side pull), refresh and properties.
+//! from simplestreams and LXD remotes (server-side pull, with a secret for private images),
+//! refresh and properties. Simplestreams remotes are read by the client itself, as LXD's does.
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::{print_out, wait_progress};
+use crate::client::simplestreams::Streams;
 use crate::client::{Client, esc, headers, multipart};
 use crate::term::Progress;
 use crate::{Ctx, editor, output};
@@ -195,11 +197,87 @@ async fn resolve(client: &Client, name: &str) -> anyhow::Result<(Image, Option<S
 fn image_client(ctx: &Ctx, raw: &str) -> anyhow::Result<(Client, String)> {
     let (remote, name) = ctx.parse_remote(raw)?;
     if ctx.remote(&remote)?.is_simplestreams() {
-        bail!(
-            "Reading simplestreams remotes ({remote}:) is not supported by this client yet; copy the image to an LXD server first"
-        );
+        bail!("This command is not supported on simplestreams remotes ({remote}:)");
     }
-    Ok((ctx.client(&remote)?, name))
+    Ok((ctx.image_server(&remote)?, name))
+}
+
+/// The simplestreams server behind `remote`, if it is one.
+fn streams_of(ctx: &Ctx, remote: &str) -> anyhow::Result<Option<Streams>> {
+    let r = ctx.remote(remote)?;
+    if !r.is_simplestreams() {
+        return Ok(None);
+    }
+    Ok(Some(Streams::new(&r.addr)?))
+}
+
+/// An image of a simplestreams server by alias or fingerprint prefix.
+async fn stream_image(streams: &Streams, name: &str) -> anyhow::Result<Image> {
+    let cat = streams.catalog().await?;
+    let img = match cat.alias("", name) {
+        Ok(a) => cat.image(&a.target),
+        Err(_) => cat.image(name),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(img.image.clone())
+}
+
+/// How another LXD server is reached by a daemon pulling from it (LXD `GetConnectionInfo`):
+/// the URL we use first, then the addresses it advertises, and its certificate.
+#[derive(Debug)]
+pub struct ConnectionInfo {
+    pub addresses: Vec<String>,
+    pub certificate: String,
+}
+
+pub async fn connection_info(
+    ctx: &Ctx,
+    remote: &str,
+    client: &Client,
+) -> anyhow::Result<ConnectionInfo> {
+    let r = ctx.remote(remote)?;
+    let srv = client.server().await?;
+    let mut addresses = Vec::new();
+    if r.addr.starts_with("https://") {
+        addresses.push(r.addr.trim_end_matches('/').to_string());
+    }
+    for a in &srv.environment.addresses {
+        let url = format!("https://{a}");
+        if !addresses.contains(&url) {
+            addresses.push(url);
+        }
+    }
+    if addresses.is_empty() {
+        bail!("The source server isn't listening on the network");
+    }
+    let mut certificate = srv.environment.certificate.clone();
+    if certificate.is_empty()
+        && let Ok(pem) = std::fs::read_to_string(ctx.server_cert_path(remote))
+    {
+        certificate = pem;
+    }
+    Ok(ConnectionInfo {
+        addresses,
+        certificate,
+    })
+}
+
+/// A secret for a private image on `client`'s server (`POST /1.0/images/FP/secret`).
+pub async fn image_secret(client: &Client, fp: &str) -> anyhow::Result<String> {
+    let op = client
+        .operation::<()>(
+            Method::POST,
+            &format!("{}/secret", image_path(fp)),
+            None,
+            None,
+        )
+        .await?;
+    op.op
+        .metadata
+        .get("secret")
+        .and_then(|s| s.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("The server gave no image secret"))
 }
 
 fn shortest_alias(list: &[ImageAlias]) -> String {
@@ -408,48 +486,126 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
             }
             let src = ctx.remote(&src_remote)?.clone();
             let client = ctx.client(&dst_remote)?;
-            if !src.is_simplestreams() {
-                bail!("Copying images between LXD servers is not supported by this client yet");
-            }
-            let _ = copy_aliases;
-            let body = ImagesPost {
-                auto_update,
-                public,
-                source: Some(ImagesPostSource {
-                    kind: "image".into(),
-                    mode: "pull".into(),
-                    server: src.addr.trim_end_matches('/').to_string(),
-                    protocol: "simplestreams".into(),
+            let image_type = if vm {
+                "virtual-machine".to_string()
+            } else {
+                String::new()
+            };
+            let mut all_aliases: Vec<ImageAlias> = aliases
+                .iter()
+                .map(|a| ImageAlias {
+                    name: a.clone(),
+                    description: String::new(),
+                })
+                .collect();
+            let (source, addresses) = if src.is_simplestreams() {
+                let st = Streams::new(&src.addr)?;
+                let info = stream_image(&st, &name).await?;
+                if copy_aliases {
+                    all_aliases.extend(info.aliases.iter().cloned());
+                }
+                let fingerprint = if info.fingerprint.starts_with(&name) {
+                    info.fingerprint.clone()
+                } else {
                     // LXD sends the alias itself as the fingerprint so that auto-update works.
-                    fingerprint: name.clone(),
-                    image_type: if vm {
-                        "virtual-machine".into()
+                    name.clone()
+                };
+                (
+                    ImagesPostSource {
+                        kind: "image".into(),
+                        mode: "pull".into(),
+                        protocol: "simplestreams".into(),
+                        fingerprint,
+                        image_type,
+                        ..Default::default()
+                    },
+                    vec![src.addr.trim_end_matches('/').to_string()],
+                )
+            } else {
+                let source = ctx.image_server(&src_remote)?;
+                let fp = dereference(&source, &name).await?;
+                let info: Image = source.get(&image_path(&fp)).await?;
+                if copy_aliases {
+                    all_aliases.extend(info.aliases.iter().cloned());
+                }
+                let conn = connection_info(ctx, &src_remote, &source).await?;
+                let secret = if info.public {
+                    String::new()
+                } else {
+                    image_secret(&source, &info.fingerprint).await?
+                };
+                let fingerprint = if info.public && fp != name {
+                    name.clone()
+                } else {
+                    info.fingerprint.clone()
+                };
+                (
+                    ImagesPostSource {
+                        kind: "image".into(),
+                        mode: "pull".into(),
+                        protocol: "lxd".into(),
+                        certificate: conn.certificate,
+                        secret,
+                        fingerprint,
+                        image_type,
+                        ..Default::default()
+                    },
+                    conn.addresses,
+                )
+            };
+            let mut seen = std::collections::BTreeSet::new();
+            all_aliases.retain(|a| seen.insert(a.name.clone()));
+            let has_create_aliases = client.has_extension("image_create_aliases").await?;
+            let wrap = |e: anyhow::Error| anyhow::anyhow!("Failed remote image download: {e:#}");
+            let mut last = None;
+            let mut fp = None;
+            // LXD's tryCopyImage: each address of the source until one works.
+            for server in addresses {
+                let body = ImagesPost {
+                    auto_update,
+                    public,
+                    source: Some(ImagesPostSource {
+                        server,
+                        ..source.clone()
+                    }),
+                    aliases: if has_create_aliases {
+                        all_aliases.clone()
                     } else {
-                        String::new()
+                        vec![]
                     },
                     ..Default::default()
-                }),
-                aliases: aliases
-                    .iter()
-                    .map(|a| ImageAlias {
-                        name: a.clone(),
-                        description: String::new(),
-                    })
-                    .collect(),
-                ..Default::default()
+                };
+                let res = async {
+                    let mut op = client
+                        .operation(Method::POST, "/1.0/images", Some(&body), None)
+                        .await?;
+                    wait_progress(&mut op, "Copying the image: %s", quiet).await?;
+                    anyhow::Ok(
+                        op.op
+                            .metadata
+                            .get("fingerprint")
+                            .and_then(|f| f.as_str())
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                }
+                .await;
+                match res {
+                    Ok(f) => {
+                        fp = Some(f);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let Some(fp) = fp else {
+                return Err(wrap(
+                    last.unwrap_or_else(|| anyhow::anyhow!("No source address")),
+                ));
             };
-            let wrap = |e: anyhow::Error| anyhow::anyhow!("Failed remote image download: {e:#}");
-            let mut op = client
-                .operation(Method::POST, "/1.0/images", Some(&body), None)
-                .await
-                .map_err(|e| wrap(e.into()))?;
-            wait_progress(&mut op, "Copying the image: %s", quiet)
-                .await
-                .map_err(wrap)?;
-            if !client.has_extension("image_create_aliases").await?
-                && let Some(fp) = op.op.metadata.get("fingerprint").and_then(|f| f.as_str())
-            {
-                ensure_aliases(&client, &aliases, fp).await;
+            if !has_create_aliases {
+                let names: Vec<String> = all_aliases.iter().map(|a| a.name.clone()).collect();
+                ensure_aliases(&client, &names, &fp).await;
             }
             if !quiet {
                 println!("Image copied successfully!");
@@ -504,8 +660,14 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
             aliases,
         } => import(ctx, &args, public, &aliases).await,
         ImageCmd::Info { image, .. } => {
-            let (client, name) = image_client(ctx, &image)?;
-            let (img, _) = resolve(&client, &name).await?;
+            let (remote, name) = ctx.parse_remote(&image)?;
+            let img = match streams_of(ctx, &remote)? {
+                Some(st) => stream_image(&st, &name).await?,
+                None => {
+                    let (client, name) = image_client(ctx, &image)?;
+                    resolve(&client, &name).await?.0
+                }
+            };
             print_out(&info_text(&img));
             Ok(())
         }
@@ -528,8 +690,18 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
                     filters.push(name);
                 }
             }
-            let (client, _) = image_client(ctx, &format!("{remote}:"))?;
-            let (images, raw): (Vec<Image>, _) = client.get_both("/1.0/images?recursion=1").await?;
+            let (images, raw): (Vec<Image>, yaml_serde::Value) = match streams_of(ctx, &remote)? {
+                Some(st) => {
+                    let cat = st.catalog().await?;
+                    let images: Vec<Image> = cat.images.iter().map(|i| i.image.clone()).collect();
+                    let raw = yaml_serde::to_value(&images)?;
+                    (images, raw)
+                }
+                None => {
+                    let (client, _) = image_client(ctx, &format!("{remote}:"))?;
+                    client.get_both("/1.0/images?recursion=1").await?
+                }
+            };
             let cols: Vec<char> = columns.chars().filter(|c| *c != ',').collect();
             let kept: Vec<Image> = images
                 .into_iter()
@@ -592,8 +764,14 @@ pub async fn run(ctx: &Ctx, cmd: ImageCmd) -> anyhow::Result<()> {
             .await
         }
         ImageCmd::Show { image } => {
-            let (client, name) = image_client(ctx, &image)?;
-            let (img, _) = resolve(&client, &name).await?;
+            let (remote, name) = ctx.parse_remote(&image)?;
+            let img = match streams_of(ctx, &remote)? {
+                Some(st) => stream_image(&st, &name).await?,
+                None => {
+                    let (client, name) = image_client(ctx, &image)?;
+                    resolve(&client, &name).await?.0
+                }
+            };
             let put = ImagePut {
                 auto_update: img.auto_update,
                 properties: img.properties,
@@ -1051,9 +1229,13 @@ async fn alias(ctx: &Ctx, cmd: AliasCmd) -> anyhow::Result<()> {
                 remote = ctx.parse_remote(&first)?.0;
                 filters.remove(0);
             }
-            let (client, _) = image_client(ctx, &format!("{remote}:"))?;
-            let list: Vec<ImageAliasesEntry> =
-                client.get("/1.0/images/aliases?recursion=1").await?;
+            let list: Vec<ImageAliasesEntry> = match streams_of(ctx, &remote)? {
+                Some(st) => st.catalog().await?.alias_entries(),
+                None => {
+                    let (client, _) = image_client(ctx, &format!("{remote}:"))?;
+                    client.get("/1.0/images/aliases?recursion=1").await?
+                }
+            };
             let kept: Vec<ImageAliasesEntry> = list
                 .into_iter()
                 .filter(|a| {

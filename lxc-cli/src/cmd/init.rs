@@ -85,7 +85,39 @@ pub async fn resolve_image(
         });
     }
     if !same_server {
-        bail!("Creating instances from images of another LXD server is not supported yet");
+        // LXD's CreateInstanceFromImage from another server: the daemon pulls the image, by
+        // alias when it is public, with a secret when it is private.
+        let source = ctx.image_server(iremote)?;
+        let info = find_image(&source, image).await?;
+        let conn = super::image::connection_info(ctx, iremote, &source).await?;
+        let secret = if info.public {
+            String::new()
+        } else {
+            super::image::image_secret(&source, &info.fingerprint).await?
+        };
+        let by_alias = info.public && !info.fingerprint.starts_with(image);
+        return Ok(ImageSource {
+            source: InstanceSource {
+                kind: "image".into(),
+                mode: "pull".into(),
+                server: conn.addresses.first().cloned().unwrap_or_default(),
+                protocol: "lxd".into(),
+                certificate: conn.certificate,
+                secret,
+                alias: if by_alias {
+                    image.to_string()
+                } else {
+                    String::new()
+                },
+                fingerprint: if by_alias {
+                    String::new()
+                } else {
+                    info.fingerprint.clone()
+                },
+                ..Default::default()
+            },
+            kind: info.kind,
+        });
     }
     let info = find_image(client, image).await?;
     Ok(ImageSource {

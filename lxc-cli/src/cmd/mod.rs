@@ -15,9 +15,11 @@ pub mod list;
 pub mod misc;
 pub mod network;
 pub mod profile;
+pub mod publish;
 pub mod remote;
 pub mod snapshot;
 pub mod storage;
+pub mod trust;
 
 use clap::{Parser, Subcommand};
 
@@ -107,6 +109,8 @@ pub enum Command {
     /// Manage projects
     #[command(subcommand)]
     Project(misc::ProjectCmd),
+    /// Publish instances as images
+    Publish(publish::PublishArgs),
     /// Send a raw query to LXD
     Query(misc::QueryArgs),
     /// Manage the list of remote servers
@@ -179,6 +183,7 @@ pub async fn dispatch(ctx: &mut Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Pause(a) => action::run(ctx, "freeze", "pause", a, None).await,
         Command::Profile(c) => profile::run(ctx, c).await,
         Command::Project(c) => misc::project(ctx, c).await,
+        Command::Publish(a) => publish::run(ctx, a).await,
         Command::Query(a) => misc::query(ctx, a).await,
         Command::Remote(c) => remote::run(ctx, c).await,
         Command::Rename(a) => copy::rename(ctx, a).await,

@@ -1,6 +1,8 @@
 //! `/1.0/images` and `/1.0/images/aliases`: upload (unified tarball as the raw body, split image as
-//! multipart), list, show (fingerprint prefix), update, delete, export, and aliases (names may
-//! contain `/`, sent as `%2F`).
+//! multipart), copy from a remote server (`source.type=image`, pulled by `crate::remotes`),
+//! publish an instance or snapshot (`source.type=instance|snapshot`), list, show (fingerprint
+//! prefix), update, delete, export, refresh, secrets, and aliases (names may contain `/`, sent as
+//! `%2F`). Untrusted HTTPS clients see public images only, or a private one with its secret.
 
 use axum::Router;
 use axum::body::Body;
@@ -24,6 +26,7 @@ use crate::events::now;
 use crate::response::{
     ApiResult, Json, async_op, check_etag, created, empty, etag_of, sync, sync_etag,
 };
+use crate::trust::Caller;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,6 +36,8 @@ pub fn routes() -> Router<AppState> {
             get(show).put(replace).patch(patch).delete(delete),
         )
         .route("/1.0/images/{fp}/export", get(export))
+        .route("/1.0/images/{fp}/refresh", axum::routing::post(refresh))
+        .route("/1.0/images/{fp}/secret", axum::routing::post(secret))
         .route("/1.0/images/aliases", get(list_aliases).post(create_alias))
         .route(
             "/1.0/images/aliases/{name}",
@@ -75,11 +80,18 @@ fn to_api(d: &AppState, img: &ImageRow) -> Result<Image> {
     })
 }
 
-async fn list(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> ApiResult {
+async fn list(
+    State(d): State<AppState>,
+    caller: Caller,
+    q: Query<HashMap<String, String>>,
+) -> ApiResult {
     let p = params(q)?;
     let filter = crate::filter::Filter::parse(p.get("filter").unwrap_or(""))?;
     let mut out = Vec::new();
     for img in &d.db.images()? {
+        if !img.public && !caller.is_trusted() {
+            continue;
+        }
         let v = serde_json::to_value(to_api(&d, img)?)?;
         if filter.as_ref().is_some_and(|f| !f.matches(&v)) {
             continue;
@@ -93,8 +105,32 @@ async fn list(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> A
     Ok(sync(out))
 }
 
-async fn show(State(d): State<AppState>, Path(fp): Path<String>) -> ApiResult {
-    let img = d.db.image_by_prefix(&fp)?;
+/// An image the caller may see: any for trusted callers, else a public one or one whose
+/// secret they hold (LXD answers 404 either way).
+fn visible_image(
+    d: &AppState,
+    caller: &Caller,
+    fp: &str,
+    q: &HashMap<String, String>,
+) -> Result<ImageRow> {
+    let img = d.db.image_by_prefix(fp)?;
+    if caller.is_trusted() || img.public {
+        return Ok(img);
+    }
+    let secret = q.get("secret").map(String::as_str).unwrap_or("");
+    if crate::trust::image_secret_valid(d, &img.fingerprint, secret) {
+        return Ok(img);
+    }
+    Err(ApiError::not_found("Image not found"))
+}
+
+async fn show(
+    State(d): State<AppState>,
+    caller: Caller,
+    Path(fp): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let img = visible_image(&d, &caller, &fp, &q)?;
     let tag = etag_of(&(
         &img.auto_update,
         &img.properties,
@@ -265,10 +301,7 @@ async fn upload(State(d): State<AppState>, headers: HeaderMap, req: Request) -> 
     let ctype = header_str(&headers, "content-type").to_string();
     if ctype.starts_with("application/json") {
         let Json(post): Json<lxd_api::ImagesPost> = Json::from_request(req, &()).await?;
-        let kind = post.source.as_ref().map(|s| s.kind.as_str()).unwrap_or("");
-        return Err(ApiError::bad_request(format!(
-            "Creating images from source type \"{kind}\" is not supported yet"
-        )));
+        return create_from_source(&d, post).await;
     }
     let public = crate::config::parse_bool(header_str(&headers, "x-lxd-public")).unwrap_or(false);
     let filename = header_str(&headers, "x-lxd-filename").to_string();
@@ -433,44 +466,19 @@ async fn delete(State(d): State<AppState>, Path(fp): Path<String>) -> ApiResult 
     let op = d
         .ops
         .start_task("Deleting image", res, false, move |_op| async move {
-            delete_image(&d2, &fp).await?;
+            crate::remotes::delete_image(&d2, &fp).await?;
             Ok(None)
         });
     Ok(async_op(&op.to_api()))
 }
 
-/// Delete an image: its volumes on every pool (a driver may keep one alive for its clones), its
-/// row and aliases, and its files in the store.
-async fn delete_image(d: &AppState, fp: &str) -> Result<()> {
-    let pools: Vec<_> = d
-        .pools
-        .read()
-        .expect("pools lock")
-        .values()
-        .cloned()
-        .collect();
-    for pool in pools {
-        let fp2 = fp.to_string();
-        tokio::task::spawn_blocking(move || -> std::result::Result<(), lxd_storage::Error> {
-            if pool.image_volume_exists(&fp2)? {
-                pool.delete_image_volume(&fp2)?;
-            }
-            Ok(())
-        })
-        .await??;
-    }
-    d.db.image_delete(fp)?;
-    let _ = crate::images::delete_image(&d.images_dir(), fp);
-    d.events.lifecycle(
-        "image-deleted",
-        &format!("/1.0/images/{fp}"),
-        serde_json::json!({}),
-    );
-    Ok(())
-}
-
-async fn export(State(d): State<AppState>, Path(fp): Path<String>) -> Result<Response> {
-    let img = d.db.image_by_prefix(&fp)?;
+async fn export(
+    State(d): State<AppState>,
+    caller: Caller,
+    Path(fp): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    let img = visible_image(&d, &caller, &fp, &q)?;
     let dir = d.images_dir();
     let meta_path = dir.join(&img.fingerprint);
     let fname = if img.filename.is_empty() {
@@ -537,6 +545,319 @@ async fn export(State(d): State<AppState>, Path(fp): Path<String>) -> Result<Res
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(r)
+}
+
+/// `POST /1.0/images` with a JSON body: copy from another server or publish an instance.
+async fn create_from_source(d: &AppState, post: lxd_api::ImagesPost) -> ApiResult {
+    let src = post
+        .source
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("No image source given"))?;
+    // Requested aliases must be free before any download starts.
+    for a in &post.aliases {
+        validate_alias_name(&a.name)?;
+        if d.db.alias_opt(&a.name)?.is_some() {
+            return Err(ApiError::conflict(format!(
+                "Alias \"{}\" already exists",
+                a.name
+            )));
+        }
+    }
+    match src.kind.as_str() {
+        "image" => pull_image(d, post, src),
+        "instance" | "container" | "snapshot" => publish(d, post, src),
+        "url" => Err(ApiError::bad_request(
+            "Importing images from a URL is not supported",
+        )),
+        other => Err(ApiError::bad_request(format!(
+            "Unknown image source type \"{other}\""
+        ))),
+    }
+}
+
+fn pull_image(
+    d: &AppState,
+    post: lxd_api::ImagesPost,
+    src: lxd_api::image::ImagesPostSource,
+) -> ApiResult {
+    if !matches!(src.mode.as_str(), "" | "pull") {
+        return Err(ApiError::bad_request(format!(
+            "Transfer mode \"{}\" is not supported (use pull)",
+            src.mode
+        )));
+    }
+    let mut req = crate::remotes::PullRequest {
+        server: src.server,
+        protocol: src.protocol,
+        certificate: src.certificate,
+        secret: src.secret,
+        // LXD clients put an alias in `fingerprint` so that auto-update can follow it.
+        name: if src.alias.is_empty() {
+            src.fingerprint
+        } else {
+            src.alias
+        },
+        image_type: src.image_type,
+    };
+    req.validate()?;
+    let opts = crate::remotes::PullOptions {
+        cached: false,
+        auto_update: post.auto_update,
+        public: post.public,
+        prefer_cached: false,
+        fresh: false,
+    };
+    let d2 = d.clone();
+    let op = d.ops.start_task(
+        "Downloading image",
+        Default::default(),
+        true,
+        move |op| async move {
+            let mut img = crate::remotes::pull(&d2, Some(&op), &req, &opts).await?;
+            finish_new_image(&d2, &mut img, &post)?;
+            Ok(Some(serde_json::json!({
+                "fingerprint": img.fingerprint,
+                "size": img.size.to_string(),
+            })))
+        },
+    );
+    Ok(async_op(&op.to_api()))
+}
+
+/// What a JSON create asks beyond the image itself: extra properties, profiles, expiry and
+/// aliases (`image_create_aliases`).
+fn finish_new_image(d: &AppState, img: &mut ImageRow, post: &lxd_api::ImagesPost) -> Result<()> {
+    let mut changed = false;
+    if !post.properties.is_empty() {
+        img.properties.extend(post.properties.clone());
+        changed = true;
+    }
+    if let Some(p) = &post.profiles {
+        img.profiles = p.clone();
+        changed = true;
+    }
+    if !post.expires_at.is_empty() {
+        img.expires_at = post.expires_at.clone();
+        changed = true;
+    }
+    if changed {
+        d.db.image_update(img)?;
+    }
+    for a in &post.aliases {
+        d.db.alias_create(&AliasRow {
+            name: a.name.clone(),
+            fingerprint: img.fingerprint.clone(),
+            description: a.description.clone(),
+            kind: img.kind.clone(),
+        })?;
+        d.events.lifecycle(
+            "image-alias-created",
+            &format!("/1.0/images/aliases/{}", encode_segment(&a.name)),
+            serde_json::json!({"target": img.fingerprint}),
+        );
+    }
+    Ok(())
+}
+
+/// `lxc publish C01[/snap]`: pack the volume into a unified tarball and store it.
+fn publish(
+    d: &AppState,
+    post: lxd_api::ImagesPost,
+    src: lxd_api::image::ImagesPostSource,
+) -> ApiResult {
+    let (inst, snap) = match src.name.split_once('/') {
+        Some((i, s)) => (i.to_string(), Some(s.to_string())),
+        None => (src.name.clone(), None),
+    };
+    if src.kind == "snapshot" && snap.is_none() {
+        return Err(ApiError::bad_request(
+            "A snapshot source needs INSTANCE/SNAPSHOT",
+        ));
+    }
+    let row = d.db.instance(&inst)?;
+    if let Some(s) = &snap {
+        d.db.snapshot(&inst, s)?;
+    } else if crate::instance::runtime::probe(d, &inst).is_active() {
+        return Err(ApiError::bad_request(
+            "Cannot publish a running instance; stop it first",
+        ));
+    }
+    let algorithm = if post.compression_algorithm.is_empty() {
+        d.db.server_config_get("images.compression_algorithm")?
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "gzip".into())
+    } else {
+        post.compression_algorithm.clone()
+    };
+    let compression = crate::images::publish::compression_for(&algorithm)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let d2 = d.clone();
+    let mut res = std::collections::BTreeMap::new();
+    res.insert(
+        "instances".to_string(),
+        vec![format!("/1.0/instances/{inst}")],
+    );
+    let op = d
+        .ops
+        .start_task("Creating image", res, false, move |op| async move {
+            let lock = d2.instance_lock(&inst);
+            let _g = lock.lock().await;
+            if snap.is_none() && crate::instance::runtime::probe(&d2, &inst).is_active() {
+                return Err(ApiError::bad_request(
+                    "Cannot publish a running instance; stop it first",
+                ));
+            }
+            let pool = d2.pool(&row.pool)?;
+            let (i2, s2) = (inst.clone(), snap.clone());
+            let volume = tokio::task::spawn_blocking(move || match s2 {
+                Some(s) => Ok(pool.snapshot_path(&i2, &s)),
+                None => pool.mount_instance(&i2),
+            })
+            .await??;
+            let config = match &snap {
+                Some(s) => d2.db.snapshot(&inst, s)?.config,
+                None => row.config.clone(),
+            };
+            let shifted = config
+                .get("volatile.last_state.idmap")
+                .and_then(|v| crate::instance::idmap::from_volatile(v));
+            let mut meta = match std::fs::read_to_string(volume.join("metadata.yaml")) {
+                Ok(t) => crate::images::store::parse_metadata(&t).unwrap_or_default(),
+                Err(_) => Default::default(),
+            };
+            meta.architecture = row.architecture.clone();
+            meta.creation_date = jiff::Timestamp::now().as_second();
+            meta.properties.extend(post.properties.clone());
+            let tmp = d2
+                .images_dir()
+                .join(format!(".publish-{}", uuid::Uuid::new_v4().simple()));
+            let (tmp2, op2) = (tmp.clone(), op.clone());
+            let meta2 = meta.clone();
+            let packed = tokio::task::spawn_blocking(move || {
+                let start = std::time::Instant::now();
+                let mut done = 0u64;
+                let mut last = start;
+                let mut report = |n: u64| {
+                    done += n;
+                    if last.elapsed() >= std::time::Duration::from_millis(200) {
+                        last = std::time::Instant::now();
+                        let speed = done as f64 / start.elapsed().as_secs_f64().max(0.001);
+                        op2.progress(
+                            "create_image_from_container_pack",
+                            &format!(
+                                "Image pack: {} ({}/s)",
+                                crate::remotes::http::byte_size(done),
+                                crate::remotes::http::byte_size(speed as u64)
+                            ),
+                            None,
+                        );
+                    }
+                };
+                crate::images::publish::pack_image(
+                    &volume,
+                    &meta2,
+                    compression,
+                    shifted.as_ref(),
+                    &tmp2,
+                    &mut report,
+                )
+            })
+            .await?;
+            let packed = match packed {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(ApiError::internal(e.to_string()));
+                }
+            };
+            let fp = packed.fingerprint.clone();
+            let dest = d2.images_dir().join(&fp);
+            if dest.exists() || d2.db.image_opt(&fp)?.is_some() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(ApiError::conflict(format!(
+                    "Image with same fingerprint already exists: {fp}"
+                )));
+            }
+            std::fs::rename(&tmp, &dest).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                crate::error::io_err("store", &dest, e)
+            })?;
+            let at = now();
+            let mut img = ImageRow {
+                fingerprint: fp.clone(),
+                filename: post.filename.clone(),
+                size: packed.size as i64,
+                public: post.public,
+                architecture: normalize_architecture(&meta.architecture),
+                kind: "container".into(),
+                created_at: at.clone(),
+                uploaded_at: at,
+                last_used_at: lxd_api::ZERO_TIME.into(),
+                expires_at: lxd_api::ZERO_TIME.into(),
+                cached: false,
+                auto_update: false,
+                properties: meta.properties.clone(),
+                profiles: vec!["default".into()],
+                source: None,
+                split: false,
+            };
+            if let Err(e) = d2.db.image_create(&img) {
+                let _ = crate::images::delete_image(&d2.images_dir(), &fp);
+                return Err(e);
+            }
+            finish_new_image(&d2, &mut img, &post)?;
+            d2.events.lifecycle(
+                "image-created",
+                &format!("/1.0/images/{fp}"),
+                serde_json::json!({"type": "container"}),
+            );
+            Ok(Some(serde_json::json!({
+                "fingerprint": fp,
+                "size": packed.size.to_string(),
+            })))
+        });
+    Ok(async_op(&op.to_api()))
+}
+
+/// `lxc image refresh`: check the image's source now; `metadata.refreshed` says if it changed.
+async fn refresh(State(d): State<AppState>, Path(fp): Path<String>) -> ApiResult {
+    let img = d.db.image_by_prefix(&fp)?;
+    if img.source.as_ref().is_none_or(|s| s.server.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "Image {} has no remote source to refresh from",
+            img.fingerprint
+        )));
+    }
+    let d2 = d.clone();
+    let mut res = std::collections::BTreeMap::new();
+    res.insert(
+        "images".to_string(),
+        vec![format!("/1.0/images/{}", img.fingerprint)],
+    );
+    let op = d
+        .ops
+        .start_task("Refreshing image", res, false, move |op| async move {
+            let refreshed = crate::remotes::refresh(&d2, Some(&op), &img).await?;
+            Ok(Some(serde_json::json!({"refreshed": refreshed.is_some()})))
+        });
+    Ok(async_op(&op.to_api()))
+}
+
+/// A one-use secret that lets an untrusted server fetch this private image (for a pull it
+/// stays valid for the record and the files, while the finished operation is still listed).
+async fn secret(State(d): State<AppState>, Path(fp): Path<String>) -> ApiResult {
+    let img = d.db.image_by_prefix(&fp)?;
+    let mut res = std::collections::BTreeMap::new();
+    res.insert(
+        "images".to_string(),
+        vec![format!("/1.0/images/{}", img.fingerprint)],
+    );
+    let op = d.ops.start_token(
+        "Executing operation",
+        res,
+        serde_json::json!({"secret": crate::operations::random_secret()}),
+    );
+    Ok(async_op(&op.to_api()))
 }
 
 fn alias_api(a: AliasRow) -> ImageAliasesEntry {
@@ -607,8 +928,15 @@ async fn create_alias(State(d): State<AppState>, Json(req): Json<ImageAliasesPos
     Ok(created(&url))
 }
 
-async fn show_alias(State(d): State<AppState>, Path(name): Path<String>) -> ApiResult {
+async fn show_alias(
+    State(d): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
     let a = d.db.alias(&name)?;
+    if !caller.is_trusted() && !d.db.image_opt(&a.fingerprint)?.is_some_and(|i| i.public) {
+        return Err(ApiError::not_found("Image alias not found"));
+    }
     let tag = etag_of(&(&a.fingerprint, &a.description));
     Ok(sync_etag(alias_api(a), &tag))
 }

@@ -1,6 +1,7 @@
 //! The REST API router: one module per resource. A handler parses and validates the request, then
 //! calls the domain (`instance`, `images`, storage); it never touches a mount or a process itself.
 
+mod certificates;
 mod events;
 mod files;
 mod images;
@@ -32,6 +33,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .route("/", get(server::get_root))
         .merge(server::routes())
+        .merge(certificates::routes())
         .merge(events::routes())
         .merge(operations::routes())
         .merge(internal::routes())

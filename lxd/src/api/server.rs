@@ -35,8 +35,17 @@ pub fn supported_drivers() -> Vec<(&'static str, String)> {
     DRIVERS.get_or_init(lxd_storage::supported_drivers).clone()
 }
 
+/// The server config as clients see it: the trust password is shown as "true", never hashed.
+fn visible_config(d: &AppState) -> crate::error::Result<lxd_api::ConfigMap> {
+    let mut config = d.db.server_config()?;
+    if let Some(v) = config.get_mut("core.trust_password") {
+        *v = "true".into();
+    }
+    Ok(config)
+}
+
 fn server_info(d: &AppState) -> crate::error::Result<Server> {
-    let config = d.db.server_config()?;
+    let config = visible_config(d)?;
     let uts = nix::sys::utsname::uname().ok();
     let s = |f: Option<&std::ffi::OsStr>| {
         f.map(|v| v.to_string_lossy().into_owned())
@@ -102,9 +111,30 @@ fn server_info(d: &AppState) -> crate::error::Result<Server> {
     })
 }
 
-async fn get_server(State(d): State<AppState>, q: Query<HashMap<String, String>>) -> ApiResult {
+async fn get_server(
+    State(d): State<AppState>,
+    caller: crate::trust::Caller,
+    q: Query<HashMap<String, String>>,
+) -> ApiResult {
     params(q)?;
-    let s = server_info(&d)?;
+    if !caller.is_trusted() {
+        // LXD's untrusted view: no config, no environment.
+        return Ok(sync(serde_json::json!({
+            "api_extensions": lxd_api::extensions::API_EXTENSIONS,
+            "api_status": "stable",
+            "api_version": "1.0",
+            "auth": "untrusted",
+            "public": false,
+            "auth_methods": ["tls"],
+        })));
+    }
+    let mut s = server_info(&d)?;
+    let id = crate::endpoints::identity(&d)?;
+    s.environment.certificate = id.cert_pem.clone();
+    s.environment.certificate_fingerprint = id.fingerprint.clone();
+    if let Some(addr) = crate::endpoints::https_address(&d).await {
+        s.environment.addresses = crate::trust::listen_addresses(&addr).await;
+    }
     let etag = etag_of(&s.config);
     Ok(sync_etag(s, &etag))
 }
@@ -114,7 +144,7 @@ async fn put_server(
     headers: HeaderMap,
     Json(req): Json<ServerPut>,
 ) -> ApiResult {
-    check_etag(&headers, &etag_of(&d.db.server_config()?))?;
+    check_etag(&headers, &etag_of(&visible_config(&d)?))?;
     crate::config::validate_server_config(&req.config)?;
     let config: lxd_api::ConfigMap = req
         .config
@@ -130,7 +160,7 @@ async fn patch_server(
     headers: HeaderMap,
     Json(req): Json<ServerPut>,
 ) -> ApiResult {
-    let mut config = d.db.server_config()?;
+    let mut config = visible_config(&d)?;
     check_etag(&headers, &etag_of(&config))?;
     crate::config::validate_server_config(&req.config)?;
     for (k, v) in req.config {
@@ -144,8 +174,38 @@ async fn patch_server(
     Ok(empty())
 }
 
-async fn apply_server_config(d: &AppState, config: lxd_api::ConfigMap) -> crate::error::Result<()> {
+async fn apply_server_config(
+    d: &AppState,
+    mut config: lxd_api::ConfigMap,
+) -> crate::error::Result<()> {
+    let old = d.db.server_config()?;
+    // The trust password is stored hashed; the "true" a client echoes back keeps it.
+    match config.get("core.trust_password").map(String::as_str) {
+        Some("true") if old.contains_key("core.trust_password") => {
+            config.insert(
+                "core.trust_password".into(),
+                old["core.trust_password"].clone(),
+            );
+        }
+        Some(pw) => {
+            let h = crate::trust::hash_password(pw);
+            config.insert("core.trust_password".into(), h);
+        }
+        None => {}
+    }
+    let https = config
+        .get("core.https_address")
+        .cloned()
+        .unwrap_or_default();
+    if old.get("core.https_address").cloned().unwrap_or_default() != https {
+        crate::endpoints::set_https_address(d, &https).await?;
+    }
     d.db.server_config_replace(&config)?;
+    for key in ["images.auto_update_interval", "images.remote_cache_expiry"] {
+        if old.get(key) != config.get(key) {
+            d.remotes.reschedule();
+        }
+    }
     d.events
         .lifecycle("config-updated", "/1.0", serde_json::json!({}));
     Ok(())

@@ -169,6 +169,26 @@ impl Db {
         Ok(())
     }
 
+    /// Record where an image came from (`update_source`).
+    pub fn image_set_source(&self, fingerprint: &str, source: Option<&ImageSource>) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE images SET source = ?2 WHERE fingerprint = ?1",
+            params![fingerprint, to_json(&source)],
+        )?;
+        Ok(())
+    }
+
+    /// Point every alias of `old` at `new` (an image refresh moves them).
+    pub fn aliases_retarget(&self, old: &str, new: &str) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE image_aliases SET fingerprint = ?2 WHERE fingerprint = ?1",
+            params![old, new],
+        )?;
+        Ok(())
+    }
+
     /// Delete an image and the aliases pointing at it.
     pub fn image_delete(&self, fingerprint: &str) -> Result<()> {
         let mut conn = self.conn();

@@ -4,6 +4,7 @@
 
 mod migrations;
 
+pub mod certificates;
 pub mod images;
 pub mod instances;
 pub mod networks;

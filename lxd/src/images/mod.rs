@@ -4,6 +4,7 @@
 
 pub mod compression;
 pub mod fingerprint;
+pub mod publish;
 pub mod store;
 pub mod templates;
 pub mod unpack;

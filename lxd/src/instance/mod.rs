@@ -148,6 +148,8 @@ pub fn resolve_image(
 pub enum Source {
     Empty,
     Image(Box<crate::db::images::ImageRow>),
+    /// An image on another server (`source.server`), pulled or taken from the cache first.
+    Remote(Box<crate::remotes::PullRequest>),
     /// A local copy of another instance (or of one of its snapshots).
     Copy {
         instance: String,
@@ -193,15 +195,27 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
     let source = match req.source.kind.as_str() {
         "image" => {
             if !req.source.server.is_empty() {
-                return Err(ApiError::bad_request(
-                    "Creating instances from remote image servers is not supported yet",
-                ));
+                let mut pull = crate::remotes::PullRequest {
+                    server: req.source.server.clone(),
+                    protocol: req.source.protocol.clone(),
+                    certificate: req.source.certificate.clone(),
+                    secret: req.source.secret.clone(),
+                    name: if req.source.alias.is_empty() {
+                        req.source.fingerprint.clone()
+                    } else {
+                        req.source.alias.clone()
+                    },
+                    image_type: req.source.image_type.clone(),
+                };
+                pull.validate()?;
+                Source::Remote(Box::new(pull))
+            } else {
+                Source::Image(Box::new(resolve_image(
+                    d,
+                    &req.source.alias,
+                    &req.source.fingerprint,
+                )?))
             }
-            Source::Image(Box::new(resolve_image(
-                d,
-                &req.source.alias,
-                &req.source.fingerprint,
-            )?))
         }
         "none" | "" => Source::Empty,
         "copy" => {
@@ -234,24 +248,12 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
         }
     };
 
-    let image = match &source {
-        Source::Image(i) => Some(i),
-        _ => None,
-    };
     let mut config = req.config.clone();
-    if let Some(img) = image {
-        for (k, v) in &img.properties {
-            config
-                .entry(format!("image.{k}"))
-                .or_insert_with(|| v.clone());
-        }
-        config.insert("volatile.base_image".into(), img.fingerprint.clone());
-        config.insert("volatile.apply_template".into(), "create".into());
+    let mut architecture = "x86_64".to_string();
+    if let Source::Image(img) = &source {
+        apply_image(&mut config, &mut architecture, img);
     }
     config.insert("volatile.last_state.idmap".into(), "[]".into());
-    let mut architecture = image
-        .map(|i| i.architecture.clone())
-        .unwrap_or_else(|| "x86_64".into());
     if let Source::Copy {
         instance, snapshot, ..
     } = &source
@@ -292,9 +294,35 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
     Ok((row, source))
 }
 
+/// What an instance takes from its image: `image.*` keys, the base image, the create
+/// template trigger and the architecture.
+pub fn apply_image(
+    config: &mut ConfigMap,
+    architecture: &mut String,
+    img: &crate::db::images::ImageRow,
+) {
+    for (k, v) in &img.properties {
+        config
+            .entry(format!("image.{k}"))
+            .or_insert_with(|| v.clone());
+    }
+    config.insert("volatile.base_image".into(), img.fingerprint.clone());
+    config.insert("volatile.apply_template".into(), "create".into());
+    *architecture = img.architecture.clone();
+}
+
 /// Create the instance: row, storage volume (image unpacked once per pool), convenience symlink.
-/// Undoes what it did on failure.
+/// Undoes what it did on failure. A remote image is pulled (or found cached) first.
 pub async fn create(d: &Arc<Daemon>, op: &Arc<Op>, row: InstanceRow, source: Source) -> Result<()> {
+    let (row, source) = match source {
+        Source::Remote(req) => {
+            let mut row = row;
+            let img = crate::remotes::pull_for_instance(d, op, &req).await?;
+            apply_image(&mut row.config, &mut row.architecture, &img);
+            (row, Source::Image(Box::new(img)))
+        }
+        s => (row, s),
+    };
     let lock = d.instance_lock(&row.name);
     let _g = lock.lock().await;
     let id = d.db.instance_create(&row)?;
@@ -405,6 +433,9 @@ async fn create_volume(
                 Ok(pool2.create_instance_from_image(&name, &fp)?)
             })
             .await??
+        }
+        Source::Remote(_) => {
+            return Err(ApiError::internal("Remote image was not pulled first"));
         }
         Source::Empty => {
             let pool2 = pool.clone();
