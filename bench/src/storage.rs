@@ -64,6 +64,9 @@ impl Drop for ZfsFuse {
     }
 }
 
+/// Picks one measurement out of a driver's medians.
+type Pick = fn(&Medians) -> Duration;
+
 #[derive(Debug, Default, Clone)]
 struct Medians {
     launch: Duration,
@@ -167,7 +170,7 @@ pub fn run(targets: &mut [Target], iterations: usize) -> Result<()> {
             continue;
         };
         let theirs = get("lxd", driver);
-        let rows: [(&str, fn(&Medians) -> Duration); 4] = [
+        let rows: [(&str, Pick); 4] = [
             ("launch", |m| m.launch),
             ("snapshot", |m| m.snapshot),
             ("restore", |m| m.restore),
