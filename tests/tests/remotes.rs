@@ -216,8 +216,9 @@ fn https_listener_trust_tokens_password_and_pinning() {
         "{out}"
     );
     b.real_lxc_ok(&["list", "ra:"]);
+    // bee, realtok (the token added above) and b's client.
     let trust = b.real_lxc_ok(&["config", "trust", "list", "ra:", "--format", "csv"]);
-    assert_eq!(trust.lines().count(), 2, "{trust}");
+    assert_eq!(trust.lines().count(), 3, "{trust}");
     // Setting another key keeps the password (the client echoes "true" back).
     a.lxc_ok(&["config", "set", "images.auto_update_interval", "0"]);
     // (a2's client has not been trusted by a yet.)

@@ -774,7 +774,12 @@ fn pools_come_back_after_restart_and_reboot() {
         }
     }
     assert!(mounted_under(&d.dir.join("storage-pools")).is_empty());
-    assert!(loops_for(&d.dir).is_empty());
+    // The kernel releases an autoclear loop device asynchronously after the last unmount.
+    assert!(
+        wait_until(Duration::from_secs(10), || loops_for(&d.dir).is_empty()),
+        "{}",
+        loops_for(&d.dir)
+    );
     assert!(zfs_list(&zp).is_empty());
     d.start_again();
     for (n, (_, driver)) in names.iter().zip(&pools) {
