@@ -12,6 +12,7 @@ pub mod image;
 pub mod info;
 pub mod init;
 pub mod list;
+pub mod migrate;
 pub mod misc;
 pub mod network;
 pub mod profile;
