@@ -159,3 +159,48 @@ fn monitor_shows_lifecycle_events() {
     let s = text(&out.stdout);
     assert!(s.contains("profile-created"), "{s}");
 }
+
+/// `lxc move C -s POOL` on one server: the instance, its snapshots and its name move to the
+/// other pool; a running instance is refused and stays where it is.
+#[test]
+fn move_between_pools_of_one_server() {
+    if !root_or_skip("move_between_pools_of_one_server") {
+        return;
+    }
+    let d = TestDaemon::start();
+    d.lxc_ok(&[
+        "image",
+        "import",
+        busybox_image().to_str().unwrap(),
+        "--alias",
+        "bb",
+    ]);
+    let pool = unique("mp");
+    d.lxc_ok(&["storage", "create", &pool, "dir"]);
+    let c = unique("mv");
+    d.lxc_ok(&["launch", "bb", &c]);
+    d.lxc_ok(&["exec", &c, "--", "sh", "-c", "echo moved > /root/f"]);
+    d.lxc_ok(&["snapshot", &c, "s1"]);
+    let out = d.lxc(&["move", &c, "-s", &pool]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("must be stopped"),
+        "{}",
+        text(&out.stderr)
+    );
+    d.lxc_ok(&["stop", &c, "--force"]);
+    d.lxc_ok(&["move", &c, "-s", &pool]);
+    let root = d.lxc_ok(&["config", "device", "get", &c, "root", "pool"]);
+    assert_eq!(root.trim(), pool);
+    let info = d.lxc_ok(&["info", &c]);
+    assert!(info.contains("s1"), "{info}");
+    d.lxc_ok(&["start", &c]);
+    assert_eq!(
+        d.lxc_ok(&["exec", &c, "--", "cat", "/root/f"]).trim(),
+        "moved"
+    );
+    let list = d.lxc_ok(&["list", "--format", "csv", "-c", "n"]);
+    assert_eq!(list.trim(), c, "{list}");
+    d.lxc_ok(&["delete", "-f", &c]);
+    d.lxc_ok(&["storage", "delete", &pool]);
+}
