@@ -228,6 +228,147 @@ fn create_entry(src_root: &Path, dst_root: &Path, e: &Entry) -> Result<()> {
     copy_metadata(&src, &dst, &e.meta, e.kind, created)
 }
 
+/// Create the entries of `work` under `dst`, on several threads.
+fn create_all(src: &Path, dst: &Path, work: &[&Entry]) -> Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4);
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || -> Result<()> {
+                    for e in work.iter().skip(t).step_by(threads) {
+                        create_entry(src, dst, e)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("copy thread panicked".into())))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(())
+}
+
+/// Make `dst` (an existing tree) hold exactly what `src` holds, touching only what differs, as
+/// `rsync -a --delete` does: an entry of the same kind whose size and mtime (files), target
+/// (symlinks) or device (nodes) match is kept, with its ownership and mode corrected; anything
+/// else is replaced, and what `src` lacks is removed. Directory metadata is applied last.
+pub(crate) fn sync_tree(src: &Path, dst: &Path) -> Result<()> {
+    let root_meta = fs::symlink_metadata(src).map_err(|e| Error::io("stat", src, e))?;
+    if !root_meta.is_dir() || !fs::symlink_metadata(dst).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::Invalid(format!(
+            "{} and {} must be directories",
+            src.display(),
+            dst.display()
+        )));
+    }
+    let (mut want, mut have) = (Vec::new(), Vec::new());
+    walk(src, Path::new(""), &mut want)?;
+    walk(dst, Path::new(""), &mut have)?;
+    let wanted: HashMap<&Path, &Entry> = want.iter().map(|e| (e.rel.as_path(), e)).collect();
+    let same = |a: &Entry, b: &Entry| -> bool {
+        if a.kind != b.kind {
+            return false;
+        }
+        match a.kind {
+            Kind::Dir => true,
+            Kind::File => {
+                a.meta.len() == b.meta.len()
+                    && (a.meta.mtime(), a.meta.mtime_nsec())
+                        == (b.meta.mtime(), b.meta.mtime_nsec())
+            }
+            Kind::Symlink => {
+                fs::read_link(src.join(&a.rel)).ok() == fs::read_link(dst.join(&b.rel)).ok()
+            }
+            Kind::Special => {
+                a.meta.rdev() == b.meta.rdev()
+                    && a.meta.mode() & libc::S_IFMT == b.meta.mode() & libc::S_IFMT
+            }
+        }
+    };
+    // What goes: entries src lacks or holds differently (whole subtrees for directories).
+    let mut kept: std::collections::HashSet<&Path> = std::collections::HashSet::new();
+    let mut removed: Vec<&Path> = Vec::new();
+    for e in &have {
+        if removed.iter().any(|r| e.rel.starts_with(r)) {
+            continue;
+        }
+        match wanted.get(e.rel.as_path()) {
+            Some(w) if same(w, e) => {
+                kept.insert(e.rel.as_path());
+            }
+            _ => {
+                let p = dst.join(&e.rel);
+                if e.kind == Kind::Dir {
+                    fs::remove_dir_all(&p).map_err(|err| Error::io("remove", &p, err))?;
+                } else {
+                    fs::remove_file(&p).map_err(|err| Error::io("remove", &p, err))?;
+                }
+                if e.kind == Kind::Dir {
+                    removed.push(e.rel.as_path());
+                }
+            }
+        }
+    }
+    // What comes: new directories, then new entries in parallel, then hardlinks.
+    for e in want.iter().filter(|e| e.kind == Kind::Dir) {
+        if !kept.contains(e.rel.as_path()) {
+            let p = dst.join(&e.rel);
+            fs::create_dir(&p).map_err(|err| Error::io("create", &p, err))?;
+        }
+    }
+    let mut first: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut work: Vec<&Entry> = Vec::new();
+    for e in want.iter().filter(|e| e.kind != Kind::Dir) {
+        let is_kept = kept.contains(e.rel.as_path());
+        if e.meta.nlink() > 1 {
+            let key = (e.meta.dev(), e.meta.ino());
+            if let Some(f) = first.get(&key) {
+                if !is_kept {
+                    links.push((f.clone(), e.rel.clone()));
+                }
+                continue;
+            }
+            first.insert(key, e.rel.clone());
+        }
+        if is_kept {
+            let d = dst.join(&e.rel);
+            let m = fs::symlink_metadata(&d).map_err(|err| Error::io("stat", &d, err))?;
+            if (m.mode(), m.uid(), m.gid()) != (e.meta.mode(), e.meta.uid(), e.meta.gid()) {
+                copy_metadata(&src.join(&e.rel), &d, &e.meta, e.kind, None)?;
+            }
+        } else {
+            work.push(e);
+        }
+    }
+    create_all(src, dst, &work)?;
+    for (from, to) in links {
+        let (a, b) = (dst.join(&from), dst.join(&to));
+        fs::hard_link(&a, &b).map_err(|e| Error::io("link", &b, e))?;
+    }
+    for e in want.iter().rev().filter(|e| e.kind == Kind::Dir) {
+        copy_metadata(
+            &src.join(&e.rel),
+            &dst.join(&e.rel),
+            &e.meta,
+            Kind::Dir,
+            None,
+        )?;
+    }
+    copy_metadata(src, dst, &root_meta, Kind::Dir, None)
+}
+
 /// Copy `src` to `dst` (which must not exist), like `cp -a --reflink=auto`.
 pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     let root_meta = fs::symlink_metadata(src).map_err(|e| Error::io("stat", src, e))?;
@@ -261,33 +402,7 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         }
         work.push(e);
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4);
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let work = &work;
-                s.spawn(move || -> Result<()> {
-                    for e in work.iter().skip(t).step_by(threads) {
-                        create_entry(src, dst, e)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Invalid("copy thread panicked".into())))
-            })
-            .collect()
-    });
-    for r in results {
-        r?;
-    }
+    create_all(src, dst, &work)?;
     for (from, to) in links {
         let (a, b) = (dst.join(&from), dst.join(&to));
         fs::hard_link(&a, &b).map_err(|e| Error::io("link", &b, e))?;
@@ -354,6 +469,66 @@ mod tests {
             assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 1000, 0o2640));
         }
         assert!(copy_tree(&src, &dst).is_err(), "destination exists");
+    }
+
+    /// Every path under `root` with its kind, size, mode, owner and content or link target.
+    fn listing(root: &Path) -> Vec<String> {
+        let mut entries = Vec::new();
+        walk(root, Path::new(""), &mut entries).unwrap();
+        entries
+            .iter()
+            .map(|e| {
+                let p = root.join(&e.rel);
+                let what = match e.kind {
+                    Kind::File => format!("{:?}", fs::read(&p).unwrap()),
+                    Kind::Symlink => format!("{:?}", fs::read_link(&p).unwrap()),
+                    _ => String::new(),
+                };
+                format!(
+                    "{} {:?} {:o} {}:{} {what}",
+                    e.rel.display(),
+                    e.kind,
+                    e.meta.mode(),
+                    e.meta.uid(),
+                    e.meta.gid()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sync_makes_a_changed_tree_equal_and_keeps_unchanged_files() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(src.join("etc/sub")).unwrap();
+        fs::write(src.join("etc/keep"), b"same").unwrap();
+        fs::write(src.join("etc/sub/changed"), b"original").unwrap();
+        fs::write(src.join("etc/mode"), b"m").unwrap();
+        symlink("keep", src.join("etc/link")).unwrap();
+        fs::create_dir(src.join("was-a-dir")).unwrap();
+        let dst = t.path().join("dst");
+        copy_tree(&src, &dst).unwrap();
+        let kept_ino = fs::metadata(dst.join("etc/keep")).unwrap().ino();
+        // The instance changes after its snapshot.
+        fs::write(dst.join("etc/sub/changed"), b"edited, longer").unwrap();
+        fs::write(dst.join("etc/new"), b"new").unwrap();
+        fs::create_dir_all(dst.join("newdir/deep")).unwrap();
+        fs::set_permissions(dst.join("etc/mode"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::remove_file(dst.join("etc/link")).unwrap();
+        symlink("elsewhere", dst.join("etc/link")).unwrap();
+        fs::remove_dir(dst.join("was-a-dir")).unwrap();
+        fs::write(dst.join("was-a-dir"), b"file now").unwrap();
+        sync_tree(&src, &dst).unwrap();
+        assert_eq!(listing(&src), listing(&dst));
+        assert_eq!(
+            fs::metadata(dst.join("etc/keep")).unwrap().ino(),
+            kept_ino,
+            "an unchanged file is left alone"
+        );
+        assert_eq!(
+            fs::metadata(dst.join("etc")).unwrap().mtime(),
+            fs::metadata(src.join("etc")).unwrap().mtime()
+        );
     }
 
     trait FifoCompat {
