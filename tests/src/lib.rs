@@ -109,6 +109,9 @@ pub struct TestDaemon {
     child: Option<Child>,
     conf: tempfile::TempDir,
     real_home: tempfile::TempDir,
+    /// Run the daemon in a mount namespace where /sys/fs/cgroup is the unified (cgroup2)
+    /// hierarchy alone: what a pure cgroup v2 host looks like to the daemon and its containers.
+    cgroup2_view: bool,
 }
 
 fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
@@ -173,6 +176,16 @@ impl TestDaemon {
         );
     }
 
+    /// A daemon that sees a pure cgroup v2 layout (see `cgroup2_view`), initialised.
+    pub fn start_in_cgroup2_view() -> TestDaemon {
+        let mut d = Self::start_uninitialised();
+        d.kill_daemon(nix::sys::signal::Signal::SIGTERM);
+        d.cgroup2_view = true;
+        d.spawn();
+        d.init_auto(&[]);
+        d
+    }
+
     pub fn start_uninitialised() -> TestDaemon {
         Self::start_uninitialised_with_env(&[])
     }
@@ -188,6 +201,7 @@ impl TestDaemon {
             child: None,
             conf: tempfile::tempdir().expect("tempdir"),
             real_home: tempfile::tempdir().expect("tempdir"),
+            cgroup2_view: false,
         };
         d.spawn();
         d
@@ -199,15 +213,38 @@ impl TestDaemon {
             .append(true)
             .open(self.dir.join("lxd.log"))
             .expect("log file");
-        let child = Command::new(bin("lxd"))
-            .args(["--group", "root", "--debug"])
+        let mut cmd = Command::new(bin("lxd"));
+        cmd.args(["--group", "root", "--debug"])
             .env("LXD_DIR", &self.dir)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn lxd");
+            .stderr(log);
+        if self.cgroup2_view {
+            // SAFETY: between fork and exec only async-signal-safe system calls are made.
+            unsafe {
+                cmd.pre_exec(|| {
+                    use nix::mount::{MsFlags, mount};
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                    mount(
+                        None::<&str>,
+                        "/",
+                        None::<&str>,
+                        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                        None::<&str>,
+                    )?;
+                    mount(
+                        Some("cgroup2"),
+                        "/sys/fs/cgroup",
+                        Some("cgroup2"),
+                        MsFlags::empty(),
+                        None::<&str>,
+                    )?;
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn lxd");
         self.child = Some(child);
         let out = self.lxd(&["waitready", "--timeout", "30"]);
         assert!(

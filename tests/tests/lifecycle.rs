@@ -373,6 +373,31 @@ fn debian_boots_systemd_to_running_and_stops_cleanly() {
     }
     let Some(img) = debian_image() else { return };
     let d = TestDaemon::start();
+    boot_cycle_debian(&d, &img, &[false, true], "tmpfs");
+}
+
+/// The daemon and its containers on a pure cgroup v2 layout (/sys/fs/cgroup is cgroup2, as on
+/// a v2-only host): systemd runs in unified mode and reaches `running`; stop, start, reboot.
+/// This kernel binds every controller to v1, so limits are not exercised here.
+#[test]
+fn debian_boots_systemd_on_a_pure_cgroup2_layout() {
+    if !root_or_skip("debian_boots_systemd_on_a_pure_cgroup2_layout") {
+        return;
+    }
+    let Some(img) = debian_image() else { return };
+    let d = TestDaemon::start_in_cgroup2_view();
+    boot_cycle_debian(&d, &img, &[false], "cgroup2fs");
+}
+
+/// Launch Debian (unprivileged and/or privileged), wait for systemd's `running`, stop cleanly,
+/// start, reboot from inside, delete. `cgroup_fs` is what /sys/fs/cgroup is inside (tmpfs for
+/// the hybrid v1 layout, cgroup2fs for pure v2).
+fn boot_cycle_debian(
+    d: &TestDaemon,
+    img: &std::path::Path,
+    privileged_modes: &[bool],
+    cgroup_fs: &str,
+) {
     d.real_lxc_ok(&[
         "image",
         "import",
@@ -380,7 +405,7 @@ fn debian_boots_systemd_to_running_and_stops_cleanly() {
         "--alias",
         "debian/12",
     ]);
-    for privileged in [false, true] {
+    for &privileged in privileged_modes {
         let c = unique("deb");
         let mut args = vec!["launch", "debian/12", c.as_str()];
         if privileged {
@@ -389,18 +414,22 @@ fn debian_boots_systemd_to_running_and_stops_cleanly() {
         d.real_lxc_ok(&args);
         let mut state = String::new();
         let ok = wait_until(Duration::from_secs(60), || {
-            state = exec(&d, &c, &["systemctl", "is-system-running"])
+            state = exec(d, &c, &["systemctl", "is-system-running"])
                 .trim()
                 .to_string();
             state == "running" || state == "degraded"
         });
-        let failed = exec(&d, &c, &["systemctl", "--failed", "--no-legend"]);
+        let failed = exec(d, &c, &["systemctl", "--failed", "--no-legend"]);
         assert!(
             ok && state == "running",
             "systemd is {state:?} (privileged={privileged}); failed units: {failed}"
         );
-        assert_eq!(exec(&d, &c, &["hostname"]).trim(), c);
-        assert!(exec(&d, &c, &["cat", "/etc/hosts"]).contains(&c));
+        assert_eq!(exec(d, &c, &["hostname"]).trim(), c);
+        assert_eq!(
+            exec(d, &c, &["stat", "-fc", "%T", "/sys/fs/cgroup"]).trim(),
+            cgroup_fs
+        );
+        assert!(exec(d, &c, &["cat", "/etc/hosts"]).contains(&c));
         // Clean stop through systemd, then reboot from inside.
         let t = std::time::Instant::now();
         d.real_lxc_ok(&["stop", &c]);
@@ -411,7 +440,7 @@ fn debian_boots_systemd_to_running_and_stops_cleanly() {
         );
         d.real_lxc_ok(&["start", &c]);
         assert!(wait_until(Duration::from_secs(60), || exec(
-            &d,
+            d,
             &c,
             &["systemctl", "is-system-running"]
         )
@@ -427,7 +456,7 @@ fn debian_boots_systemd_to_running_and_stops_cleanly() {
                 .unwrap_or(0);
             p != 0
                 && p != pid1
-                && exec(&d, &c, &["systemctl", "is-system-running"]).trim() == "running"
+                && exec(d, &c, &["systemctl", "is-system-running"]).trim() == "running"
         }));
         d.real_lxc_ok(&["delete", "-f", &c]);
     }
