@@ -28,11 +28,12 @@ pub fn root_or_skip(test: &str) -> bool {
 /// `target/debug` (or the profile dir) holding the built binaries.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/debug/deps/<test> -> target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
+    // target/debug/deps/<test> -> target/debug; a benchmark binary sits in target/<profile>.
+    let dir = exe.parent().expect("target dir");
+    match dir.file_name() {
+        Some(n) if n == "deps" => dir.parent().expect("target dir").to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 pub fn bin(name: &str) -> PathBuf {
