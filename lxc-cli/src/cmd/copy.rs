@@ -484,7 +484,7 @@ async fn rename_between(ctx: &Ctx, source: &str, dest: &str) -> anyhow::Result<(
     let (src_remote, src_name) = ctx.parse_remote(source)?;
     let (dst_remote, mut dst_name) = ctx.parse_remote(dest)?;
     if !same_server(ctx, &src_remote, &dst_remote)? {
-        bail!("Moving instances between servers is not supported yet");
+        bail!("A rename stays on one server: use lxc move to go to another");
     }
     let client = ctx.client(&src_remote)?;
     let (src_parent, src_snap) = split_snapshot(&src_name);
