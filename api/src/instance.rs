@@ -113,9 +113,19 @@ pub struct InstanceSource {
     pub project: String,
     pub allow_inconsistent: bool,
     pub image_type: String,
+    /// Migration: the source's operation URL (pull mode).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub operation: String,
+    /// Migration: websocket secrets by channel (`control`, `fs`, `criu`).
+    #[serde(
+        rename = "secrets",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty",
+        deserialize_with = "crate::null_default"
+    )]
+    pub websockets: std::collections::BTreeMap<String, String>,
 }
 
-/// The body of `POST /1.0/instances/<name>` (rename; migration later).
+/// The body of `POST /1.0/instances/<name>` (rename, or migration when `migration` is set).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InstancePost {
@@ -126,6 +136,27 @@ pub struct InstancePost {
     pub container_only: bool,
     pub pool: String,
     pub project: String,
+    /// Push mode: the target server's operation to connect to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<InstancePostTarget>,
+}
+
+/// Where a pushed migration goes (LXD's `InstancePostTarget`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InstancePostTarget {
+    /// The target server's certificate (PEM), pinned by the source.
+    pub certificate: String,
+    /// The target's operation URL.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub operation: String,
+    /// Websocket secrets by channel.
+    #[serde(
+        rename = "secrets",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty",
+        deserialize_with = "crate::null_default"
+    )]
+    pub websockets: std::collections::BTreeMap<String, String>,
 }
 
 /// The body of `PUT /1.0/instances/<name>/state`.

@@ -24,8 +24,8 @@ pub mod storage;
 pub use event::Event;
 pub use image::{Image, ImageAlias, ImageAliasesEntry, ImageMetadata, ImagesPost};
 pub use instance::{
-    Instance, InstanceFull, InstancePost, InstancePut, InstanceSnapshot, InstanceState,
-    InstanceStatePut, InstancesPost,
+    Instance, InstanceFull, InstancePost, InstancePostTarget, InstancePut, InstanceSnapshot,
+    InstanceState, InstanceStatePut, InstancesPost,
 };
 pub use operation::Operation;
 pub use profile::{Profile, ProfilePut, ProfilesPost};
