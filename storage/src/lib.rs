@@ -5,7 +5,7 @@
 //! Every call is synchronous (tools run through `std::process`); the daemon calls it from a
 //! blocking thread. Multi-step changes undo their finished steps when a later one fails.
 
-mod btrfs;
+pub mod btrfs;
 mod config;
 mod copytree;
 mod dir;

