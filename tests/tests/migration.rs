@@ -133,3 +133,104 @@ fn copy_between_our_daemons_in_pull_push_and_relay_modes() {
     let _ = text(b"");
     let _ = RealLxd::start;
 }
+
+#[test]
+fn copy_both_ways_with_a_real_lxd() {
+    if !root_or_skip("copy_both_ways_with_a_real_lxd") {
+        return;
+    }
+    if !lxd_tests::real::available() {
+        eprintln!(
+            "\n*** SKIPPED copy_both_ways_with_a_real_lxd: Debian's lxd is not installed ***\n"
+        );
+        return;
+    }
+    let real = RealLxd::start(&[]);
+    let rport = free_port();
+    real.lxc_ok(&[
+        "config",
+        "set",
+        "core.https_address",
+        &format!("127.0.0.1:{rport}"),
+    ]);
+    real.lxc_ok(&["config", "set", "core.trust_password", "sekret"]);
+    let ours = TestDaemon::start();
+    let ours_url = listen(&ours);
+    ours.lxc_ok(&["config", "set", "core.trust_password", "sekret"]);
+    for (name, url) in [
+        ("real", format!("https://127.0.0.1:{rport}")),
+        ("ours", ours_url),
+    ] {
+        ours.real_lxc_ok(&[
+            "remote",
+            "add",
+            name,
+            &url,
+            "--accept-certificate",
+            "--password",
+            "sekret",
+        ]);
+    }
+    // Real LXD -> ours, with a snapshot, pulled by our daemon.
+    let img = lxd_tests::busybox_image();
+    real.lxc_ok(&["image", "import", img.to_str().unwrap(), "--alias", "bb"]);
+    let rc = unique("rc");
+    prepare_with(&ours, "real", &rc);
+    ours.real_lxc_ok(&["snapshot", &format!("real:{rc}"), "s0"]);
+    ours.real_lxc_ok(&[
+        "config",
+        "set",
+        &format!("real:{rc}"),
+        "user.tag",
+        "fromreal",
+    ]);
+    let oc = unique("oc");
+    ours.real_lxc_ok(&["copy", &format!("real:{rc}"), &format!("ours:{oc}")]);
+    assert_eq!(snapshots(&ours, &format!("ours:{oc}")), vec!["s0"]);
+    let tag = ours.real_lxc_ok(&["config", "get", &format!("ours:{oc}"), "user.tag"]);
+    assert_eq!(tag.trim(), "fromreal");
+    check_started(&ours, &format!("ours:{oc}"), "hello");
+
+    // Ours -> real LXD (the real LXD pulls from our operation), snapshots included.
+    let back = unique("bk");
+    ours.real_lxc_ok(&["copy", &format!("ours:{oc}"), &format!("real:{back}")]);
+    assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0"]);
+    check_started(&ours, &format!("real:{back}"), "hello");
+
+    // Push mode into the real LXD, and a move from the real LXD to ours.
+    let pushed = unique("pu");
+    ours.real_lxc_ok(&[
+        "copy",
+        "--mode",
+        "push",
+        &format!("ours:{oc}"),
+        &format!("real:{pushed}"),
+    ]);
+    check_started(&ours, &format!("real:{pushed}"), "hello");
+    let moved = unique("mv");
+    ours.real_lxc_ok(&["move", &format!("real:{pushed}"), &format!("ours:{moved}")]);
+    check_started(&ours, &format!("ours:{moved}"), "hello");
+    let list = real.lxc_ok(&["list", "--format", "csv", "-c", "n"]);
+    assert!(!list.contains(&pushed), "{list}");
+    for c in [&rc, &back] {
+        real.lxc_ok(&["delete", "-f", c]);
+    }
+}
+
+/// `prepare` for an image already on the remote.
+fn prepare_with(b: &TestDaemon, remote: &str, name: &str) {
+    b.real_lxc_ok(&[
+        "launch",
+        &format!("{remote}:bb"),
+        &format!("{remote}:{name}"),
+    ]);
+    b.real_lxc_ok(&[
+        "exec",
+        &format!("{remote}:{name}"),
+        "--",
+        "sh",
+        "-c",
+        "echo hello > /root/f && chown 1000:1000 /root/f",
+    ]);
+    b.real_lxc_ok(&["stop", "-f", &format!("{remote}:{name}")]);
+}
