@@ -234,3 +234,84 @@ fn prepare_with(b: &TestDaemon, remote: &str, name: &str) {
     ]);
     b.real_lxc_ok(&["stop", "-f", &format!("{remote}:{name}")]);
 }
+
+#[test]
+fn move_refresh_target_pool_and_running_sources() {
+    if !root_or_skip("move_refresh_target_pool_and_running_sources") {
+        return;
+    }
+    let (a, b) = pair();
+    let c = unique("mr");
+    prepare(&b, &a, "a", &c);
+    b.real_lxc_ok(&["snapshot", &format!("a:{c}"), "s0"]);
+
+    // --refresh: a changed file and a new snapshot arrive; a snapshot gone from the source goes.
+    let r = unique("rf");
+    b.real_lxc_ok(&["copy", &format!("a:{c}"), &format!("b:{r}")]);
+    b.real_lxc_ok(&["start", &format!("a:{c}")]);
+    b.real_lxc_ok(&[
+        "exec",
+        &format!("a:{c}"),
+        "--",
+        "sh",
+        "-c",
+        "echo v2 > /root/f && echo new > /root/g",
+    ]);
+    b.real_lxc_ok(&["stop", "-f", &format!("a:{c}")]);
+    b.real_lxc_ok(&["snapshot", &format!("a:{c}"), "s1"]);
+    b.real_lxc_ok(&["copy", "--refresh", &format!("a:{c}"), &format!("b:{r}")]);
+    assert_eq!(snapshots(&b, &format!("b:{r}")), vec!["s0", "s1"]);
+    b.real_lxc_ok(&["start", &format!("b:{r}")]);
+    let g = b.real_lxc_ok(&["exec", &format!("b:{r}"), "--", "cat", "/root/g"]);
+    assert_eq!(g.trim(), "new");
+    b.real_lxc_ok(&["stop", "-f", &format!("b:{r}")]);
+    check_started(&b, &format!("b:{r}"), "v2");
+    b.real_lxc_ok(&["delete", &format!("a:{c}/s0")]);
+    b.real_lxc_ok(&["copy", "--refresh", &format!("a:{c}"), &format!("b:{r}")]);
+    assert_eq!(snapshots(&b, &format!("b:{r}")), vec!["s1"]);
+
+    // -s POOL on the target.
+    b.lxc_ok(&["storage", "create", "p2", "dir"]);
+    let p = unique("pl");
+    b.real_lxc_ok(&["copy", &format!("a:{c}"), &format!("b:{p}"), "-s", "p2"]);
+    let inst = b.query_json(&format!("/1.0/instances/{p}"));
+    assert_eq!(inst["expanded_devices"]["root"]["pool"], "p2", "{inst}");
+    assert!(b.dir.join("storage-pools/p2/containers").join(&p).exists());
+    check_started(&b, &format!("b:{p}"), "v2");
+
+    // A running source: without --stateless the client asks for a live migration, which
+    // LXD without CRIU refuses in one line; --stateless copies it as LXD does (two rsync
+    // passes) and the source keeps running.
+    b.real_lxc_ok(&["start", &format!("a:{c}")]);
+    let out = b.real_lxc(&["copy", &format!("a:{c}"), &format!("b:{}", unique("lv"))]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("CRIU"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let run = unique("ru");
+    b.real_lxc_ok(&[
+        "copy",
+        "--stateless",
+        &format!("a:{c}"),
+        &format!("b:{run}"),
+    ]);
+    let st = b.real_lxc_ok(&["list", &format!("a:{c}"), "--format", "csv", "-c", "s"]);
+    assert_eq!(st.trim(), "RUNNING");
+    check_started(&b, &format!("b:{run}"), "v2");
+
+    // move --stateless of the running instance; then a stopped one: gone from the source.
+    let mv = unique("mv");
+    b.real_lxc_ok(&["move", "--stateless", &format!("a:{c}"), &format!("b:{mv}")]);
+    let list = a.lxc_ok(&["list", "--format", "csv", "-c", "n"]);
+    assert!(!list.contains(&c), "{list}");
+    assert_eq!(snapshots(&b, &format!("b:{mv}")), vec!["s1"]);
+    b.real_lxc(&["stop", "-f", &format!("b:{mv}")]);
+    check_started(&b, &format!("b:{mv}"), "v2");
+    let back = unique("bk");
+    b.real_lxc_ok(&["move", &format!("b:{mv}"), &format!("a:{back}")]);
+    check_started(&b, &format!("a:{back}"), "v2");
+    assert!(
+        !b.lxc_ok(&["list", "--format", "csv", "-c", "n"])
+            .contains(&mv)
+    );
+}
