@@ -315,3 +315,108 @@ fn move_refresh_target_pool_and_running_sources() {
             .contains(&mv)
     );
 }
+
+/// True when `d` has no trace of instance `name` (row, volume, snapshots, symlink).
+fn target_clean(d: &TestDaemon, name: &str) -> bool {
+    let (code, _) = lxd_tests::raw_request(&d.dir, "GET", &format!("/1.0/instances/{name}"), None);
+    code == 404
+        && !d.dir.join("containers").join(name).exists()
+        && !d
+            .dir
+            .join("storage-pools/default/containers")
+            .join(name)
+            .exists()
+        && !d
+            .dir
+            .join("storage-pools/default/containers-snapshots")
+            .join(name)
+            .exists()
+}
+
+#[test]
+fn bad_input_leaves_the_source_intact_and_the_target_clean() {
+    if !root_or_skip("bad_input_leaves_the_source_intact_and_the_target_clean") {
+        return;
+    }
+    let (a, b) = pair();
+    let c = unique("bi");
+    prepare(&b, &a, "a", &c);
+    b.real_lxc_ok(&["snapshot", &format!("a:{c}"), "s0"]);
+    let one_line = |out: &std::process::Output, want: &str| {
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "expected {want:?} in {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    };
+
+    // The name is taken on the target.
+    let taken = unique("tk");
+    b.real_lxc_ok(&["copy", &format!("a:{c}"), &format!("b:{taken}")]);
+    let out = b.real_lxc(&["copy", &format!("a:{c}"), &format!("b:{taken}")]);
+    one_line(&out, "already exists");
+
+    // A profile the target does not have.
+    a.lxc_ok(&["profile", "create", "extra"]);
+    a.lxc_ok(&["profile", "add", &c, "extra"]);
+    let np = unique("np");
+    let out = b.real_lxc(&["copy", &format!("a:{c}"), &format!("b:{np}")]);
+    one_line(&out, "profile");
+    assert!(target_clean(&b, &np));
+    a.lxc_ok(&["profile", "remove", &c, "extra"]);
+
+    // A pool the target does not have.
+    let nl = unique("nl");
+    let out = b.real_lxc(&[
+        "copy",
+        &format!("a:{c}"),
+        &format!("b:{nl}"),
+        "-s",
+        "nopool",
+    ]);
+    one_line(&out, "nopool");
+    assert!(target_clean(&b, &nl));
+
+    // An untrusted source: the target pins the certificate it was given, which is not the
+    // source's, and refuses the connection; the target keeps nothing.
+    let (code, v) = lxd_tests::raw_request(
+        &a.dir,
+        "POST",
+        &format!("/1.0/instances/{c}"),
+        Some(r#"{"migration":true}"#),
+    );
+    assert_eq!(code, 202, "{v}");
+    let op_id = v["metadata"]["id"].as_str().unwrap().to_string();
+    let secrets = v["metadata"]["metadata"].clone();
+    let a_addr = a.query_json("/1.0")["environment"]["addresses"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wrong_cert = b.query_json("/1.0")["environment"]["certificate"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ut = unique("ut");
+    let body = serde_json::json!({
+        "name": ut,
+        "source": {
+            "type": "migration",
+            "mode": "pull",
+            "operation": format!("https://{a_addr}/1.0/operations/{op_id}"),
+            "secrets": secrets,
+            "certificate": wrong_cert,
+        },
+    });
+    let (code, v) =
+        lxd_tests::raw_request(&b.dir, "POST", "/1.0/instances", Some(&body.to_string()));
+    assert_eq!(code, 202, "{v}");
+    let tid = v["metadata"]["id"].as_str().unwrap().to_string();
+    let w = b.query_json(&format!("/1.0/operations/{tid}/wait?timeout=60"));
+    assert_eq!(w["status"], "Failure", "{w}");
+    let err = w["err"].as_str().unwrap();
+    assert!(err.contains("certificate"), "{err}");
+    assert!(target_clean(&b, &ut));
+
+    // The source is intact after all of it.
+    assert_eq!(snapshots(&b, &format!("a:{c}")), vec!["s0"]);
+    check_started(&b, &format!("a:{c}"), "hello");
+}

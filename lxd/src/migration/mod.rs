@@ -25,8 +25,8 @@ use crate::operations::{Op, instance_resources, random_secret};
 use conn::Conn;
 use proto::{MigrationControl, MigrationHeader};
 
-/// How long the other side has to connect the websockets of a migration operation.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the other side has to connect the websockets of a migration operation (LXD: 10 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a create request with `source.type=migration` asks for.
 #[derive(Debug, Clone)]
