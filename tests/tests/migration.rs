@@ -420,3 +420,121 @@ fn bad_input_leaves_the_source_intact_and_the_target_clean() {
     assert_eq!(snapshots(&b, &format!("a:{c}")), vec!["s0"]);
     check_started(&b, &format!("a:{c}"), "hello");
 }
+
+fn btrfs_available(test: &str) -> bool {
+    let ok = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("btrfs"))
+        && std::process::Command::new("btrfs")
+            .arg("--version")
+            .output()
+            .is_ok();
+    if !ok {
+        eprintln!("\n*** SKIPPED {test}: no btrfs (kernel or btrfs-progs) ***\n");
+    }
+    ok
+}
+
+/// `btrfs subvolume show PATH`'s "Received UUID" (a `-` when the subvolume was not received).
+fn received_uuid(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("btrfs")
+        .args(["subvolume", "show"])
+        .arg(path)
+        .output()
+        .unwrap();
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Received UUID:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn btrfs_to_btrfs_uses_send_and_receive() {
+    let test = "btrfs_to_btrfs_uses_send_and_receive";
+    if !root_or_skip(test) || !btrfs_available(test) {
+        return;
+    }
+    let (a, b) = pair();
+    a.lxc_ok(&["storage", "create", "ba", "btrfs", "size=1GiB"]);
+    b.lxc_ok(&["storage", "create", "bb", "btrfs", "size=1GiB"]);
+    a.import_busybox("bb");
+    let c = unique("bt");
+    b.real_lxc_ok(&["launch", "a:bb", &format!("a:{c}"), "-s", "ba"]);
+    b.real_lxc_ok(&[
+        "exec",
+        &format!("a:{c}"),
+        "--",
+        "sh",
+        "-c",
+        "echo hello > /root/f && chown 1000:1000 /root/f",
+    ]);
+    b.real_lxc_ok(&["stop", "-f", &format!("a:{c}")]);
+    b.real_lxc_ok(&["snapshot", &format!("a:{c}"), "s0"]);
+    b.real_lxc_ok(&["snapshot", &format!("a:{c}"), "s1"]);
+
+    let t = unique("bu");
+    b.real_lxc_ok(&["copy", &format!("a:{c}"), &format!("b:{t}"), "-s", "bb"]);
+    assert_eq!(snapshots(&b, &format!("b:{t}")), vec!["s0", "s1"]);
+    // The snapshots arrived as btrfs receive made them (a received UUID), not by rsync.
+    let snaps = b.dir.join("storage-pools/bb/containers-snapshots").join(&t);
+    for s in ["s0", "s1"] {
+        let r = received_uuid(&snaps.join(s));
+        assert!(!r.is_empty() && r != "-", "{s}: received UUID {r:?}");
+    }
+    // No scratch directories are left in either pool.
+    for p in [
+        a.dir.join("storage-pools/ba"),
+        b.dir.join("storage-pools/bb"),
+    ] {
+        let left: Vec<_> = std::fs::read_dir(&p)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("migration."))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+    check_started(&b, &format!("b:{t}"), "hello");
+    b.real_lxc_ok(&["restore", &format!("b:{t}"), "s0"]);
+    check_started(&b, &format!("b:{t}"), "hello");
+
+    // A refresh into btrfs (by rsync, as LXD 5.0) brings a new snapshot and a changed file.
+    b.real_lxc_ok(&["start", &format!("a:{c}")]);
+    b.real_lxc_ok(&[
+        "exec",
+        &format!("a:{c}"),
+        "--",
+        "sh",
+        "-c",
+        "echo v2 > /root/f",
+    ]);
+    b.real_lxc_ok(&["stop", "-f", &format!("a:{c}")]);
+    b.real_lxc_ok(&["snapshot", &format!("a:{c}"), "s2"]);
+    b.real_lxc_ok(&[
+        "copy",
+        "--refresh",
+        &format!("a:{c}"),
+        &format!("b:{t}"),
+        "-s",
+        "bb",
+    ]);
+    assert_eq!(snapshots(&b, &format!("b:{t}")), vec!["s0", "s1", "s2"]);
+    check_started(&b, &format!("b:{t}"), "v2");
+
+    // btrfs to dir falls back to rsync.
+    let d = unique("bd");
+    b.real_lxc_ok(&[
+        "copy",
+        &format!("a:{c}"),
+        &format!("b:{d}"),
+        "-s",
+        "default",
+    ]);
+    assert_eq!(snapshots(&b, &format!("b:{d}")), vec!["s0", "s1", "s2"]);
+    check_started(&b, &format!("b:{d}"), "v2");
+    for (dd, r, n) in [(&a, "a", &c), (&b, "b", &t), (&b, "b", &d)] {
+        let _ = dd;
+        b.real_lxc_ok(&["delete", "-f", &format!("{r}:{n}")]);
+    }
+}

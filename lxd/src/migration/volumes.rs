@@ -277,10 +277,16 @@ fn scratch(pool: &Pool) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// Remove a scratch directory and the (read-only) subvolumes received into it.
 fn cleanup_scratch(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
-            let _ = lxd_storage::btrfs::stream::delete(&e.path());
+            let p = e.path();
+            if lxd_storage::btrfs::stream::is_subvolume(&p) {
+                let _ = lxd_storage::btrfs::stream::delete(&p);
+            } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+                cleanup_scratch(&p);
+            }
         }
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -327,6 +333,12 @@ async fn send_btrfs(op: &Arc<Op>, pool: &Pool, plan: &SendPlan, fs: &mut Conn) -
     res
 }
 
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
 /// The one subvolume `btrfs receive` made in `dir`.
 fn received(dir: &Path) -> Result<PathBuf> {
     let mut rd = std::fs::read_dir(dir)
@@ -356,16 +368,24 @@ async fn recv_btrfs(
             }
         }
         for snap in &plan.snapshots {
-            let dir = work.join(format!("s-{snap}"));
-            std::fs::create_dir_all(&dir).map_err(|e| crate::error::io_err("create", &dir, e))?;
+            // Received in place: a read-only subvolume cannot move to another directory, and
+            // it must keep its received UUID, which later streams name as their parent.
+            let dst = pool.snapshot_path(&name, snap);
+            let dir = dst
+                .parent()
+                .ok_or_else(|| ApiError::internal("Invalid snapshot path"))?
+                .to_path_buf();
+            let before = entries(&dir);
             let mut t = Tracker::new(op, snap);
             recv_stream(btrfs_recv_cmd(&dir), fs, &mut t).await?;
-            // Moved, not re-snapshotted: the received subvolume keeps its received UUID,
-            // which later streams name as their parent.
-            let got = received(&dir)?;
-            let dst = pool.snapshot_path(&name, snap);
-            std::fs::rename(&got, &dst).map_err(|e| crate::error::io_err("rename", &got, e))?;
             made.volume = true;
+            let got = entries(&dir)
+                .into_iter()
+                .find(|e| !before.contains(e))
+                .ok_or_else(|| ApiError::internal("The btrfs stream created no subvolume"))?;
+            if got != dst {
+                std::fs::rename(&got, &dst).map_err(|e| crate::error::io_err("rename", &got, e))?;
+            }
             on_snapshot(snap)?;
         }
         let dir = work.join("main");
