@@ -195,6 +195,14 @@ fn copy_both_ways_with_a_real_lxd() {
     let back = unique("bk");
     ours.real_lxc_ok(&["copy", &format!("ours:{oc}"), &format!("real:{back}")]);
     assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0"]);
+    let r = received_uuid(
+        &real
+            .dir
+            .join("storage-pools/rb/containers-snapshots")
+            .join(&back)
+            .join("s0"),
+    );
+    assert!(!r.is_empty() && r != "-", "not received by btrfs: {r:?}");
     check_started(&ours, &format!("real:{back}"), "hello");
 
     // Push mode into the real LXD, and a move from the real LXD to ours.
@@ -537,4 +545,106 @@ fn btrfs_to_btrfs_uses_send_and_receive() {
         let _ = dd;
         b.real_lxc_ok(&["delete", "-f", &format!("{r}:{n}")]);
     }
+}
+
+#[test]
+fn btrfs_both_ways_with_a_real_lxd() {
+    let test = "btrfs_both_ways_with_a_real_lxd";
+    if !root_or_skip(test) || !btrfs_available(test) {
+        return;
+    }
+    if !lxd_tests::real::available() {
+        eprintln!("\n*** SKIPPED {test}: Debian's lxd is not installed ***\n");
+        return;
+    }
+    let real = RealLxd::start(&[]);
+    let rport = free_port();
+    real.lxc_ok(&[
+        "config",
+        "set",
+        "core.https_address",
+        &format!("127.0.0.1:{rport}"),
+    ]);
+    real.lxc_ok(&["config", "set", "core.trust_password", "sekret"]);
+    real.lxc_ok(&["storage", "create", "rb", "btrfs", "size=1GiB"]);
+    let ours = TestDaemon::start();
+    let ours_url = listen(&ours);
+    ours.lxc_ok(&["config", "set", "core.trust_password", "sekret"]);
+    ours.lxc_ok(&["storage", "create", "ob", "btrfs", "size=1GiB"]);
+    for (name, url) in [
+        ("real", format!("https://127.0.0.1:{rport}")),
+        ("ours", ours_url),
+    ] {
+        ours.real_lxc_ok(&[
+            "remote",
+            "add",
+            name,
+            &url,
+            "--accept-certificate",
+            "--password",
+            "sekret",
+        ]);
+    }
+    let img = lxd_tests::busybox_image();
+    real.lxc_ok(&["image", "import", img.to_str().unwrap(), "--alias", "bb"]);
+    let rc = unique("rb");
+    ours.real_lxc_ok(&["launch", "real:bb", &format!("real:{rc}"), "-s", "rb"]);
+    ours.real_lxc_ok(&[
+        "exec",
+        &format!("real:{rc}"),
+        "--",
+        "sh",
+        "-c",
+        "echo hello > /root/f && chown 1000:1000 /root/f",
+    ]);
+    ours.real_lxc_ok(&["stop", "-f", &format!("real:{rc}")]);
+    ours.real_lxc_ok(&["snapshot", &format!("real:{rc}"), "s0"]);
+
+    // Real LXD (btrfs) -> ours (btrfs).
+    let oc = unique("ob");
+    ours.real_lxc_ok(&[
+        "copy",
+        &format!("real:{rc}"),
+        &format!("ours:{oc}"),
+        "-s",
+        "ob",
+    ]);
+    assert_eq!(snapshots(&ours, &format!("ours:{oc}")), vec!["s0"]);
+    let r = received_uuid(
+        &ours
+            .dir
+            .join("storage-pools/ob/containers-snapshots")
+            .join(&oc)
+            .join("s0"),
+    );
+    assert!(!r.is_empty() && r != "-", "not received by btrfs: {r:?}");
+    check_started(&ours, &format!("ours:{oc}"), "hello");
+
+    // Ours (btrfs) -> real LXD (btrfs).
+    let back = unique("bk");
+    ours.real_lxc_ok(&[
+        "copy",
+        &format!("ours:{oc}"),
+        &format!("real:{back}"),
+        "-s",
+        "rb",
+    ]);
+    assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0"]);
+    let r = received_uuid(
+        &real
+            .dir
+            .join("storage-pools/rb/containers-snapshots")
+            .join(&back)
+            .join("s0"),
+    );
+    assert!(!r.is_empty() && r != "-", "not received by btrfs: {r:?}");
+    check_started(&ours, &format!("real:{back}"), "hello");
+    ours.real_lxc_ok(&["restore", &format!("real:{back}"), "s0"]);
+    check_started(&ours, &format!("real:{back}"), "hello");
+    for c in [&rc, &back] {
+        real.lxc_ok(&["delete", "-f", c]);
+    }
+    ours.lxc_ok(&["delete", "-f", &oc]);
+    real.lxc_ok(&["image", "delete", "bb"]);
+    real.lxc_ok(&["storage", "delete", "rb"]);
 }
