@@ -229,6 +229,21 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         transfer::refresh_generic(self, vt, src, self, dst, common, with_snapshots)
     }
 
+    /// The zfs dataset holding instance `name`, for migration by `zfs send`/`receive` (the
+    /// daemon runs the streams); None for drivers without one.
+    fn instance_dataset(&self, _name: &str) -> Option<String> {
+        None
+    }
+
+    /// Take over the dataset `zfs receive` made for instance `name`: destroy its snapshots
+    /// that are not user snapshots (the sender's temporary one), mount it where instances
+    /// live; returns its path.
+    fn adopt_received_instance(&self, name: &str) -> Result<PathBuf> {
+        Err(Error::NotSupported(format!(
+            "Receiving instance {name} as a native stream"
+        )))
+    }
+
     // Instance volumes: the same operations with `VolumeType::Container`.
 
     /// New empty instance volume (an empty `rootfs/`); returns its path.

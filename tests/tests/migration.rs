@@ -648,3 +648,65 @@ fn btrfs_both_ways_with_a_real_lxd() {
     real.lxc_ok(&["image", "delete", "bb"]);
     real.lxc_ok(&["storage", "delete", "rb"]);
 }
+
+#[test]
+fn zfs_to_zfs_uses_send_and_receive() {
+    let test = "zfs_to_zfs_uses_send_and_receive";
+    if !root_or_skip(test) {
+        return;
+    }
+    // Declared first so that zfs-fuse outlives the daemons (they destroy their pools).
+    let Some(_zfs) = lxd_tests::ZfsFuse::start(test) else {
+        return;
+    };
+    let (a, b) = pair();
+    let (za, zb) = (unique("mza"), unique("mzb"));
+    a.lxc_ok(&["storage", "create", &za, "zfs", "size=1GiB"]);
+    b.lxc_ok(&["storage", "create", &zb, "zfs", "size=1GiB"]);
+    a.import_busybox("bb");
+    let c = unique("zc");
+    b.real_lxc_ok(&["init", "a:bb", &format!("a:{c}"), "-s", &za]);
+    // zfs-fuse: root of an unprivileged container cannot chown there, so the file is pushed.
+    let src = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(src.path(), "hello\n").unwrap();
+    b.real_lxc_ok(&[
+        "file",
+        "push",
+        "--uid",
+        "1000",
+        "--gid",
+        "1000",
+        src.path().to_str().unwrap(),
+        &format!("a:{c}/root/f"),
+    ]);
+    b.real_lxc_ok(&["snapshot", &format!("a:{c}"), "s0"]);
+    b.real_lxc_ok(&["snapshot", &format!("a:{c}"), "s1"]);
+    let t = unique("zt");
+    b.real_lxc_ok(&["copy", &format!("a:{c}"), &format!("b:{t}"), "-s", &zb]);
+    assert_eq!(snapshots(&b, &format!("b:{t}")), vec!["s0", "s1"]);
+    // The snapshots are zfs snapshots of the received dataset; no temporary one is left.
+    let out = std::process::Command::new("zfs")
+        .args(["list", "-H", "-o", "name", "-t", "snapshot", "-r"])
+        .arg(format!("{zb}/containers/{t}"))
+        .output()
+        .unwrap();
+    let list = text(&out.stdout);
+    let names: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_once('@').map(|x| x.1))
+        .collect();
+    assert_eq!(names, vec!["snapshot-s0", "snapshot-s1"], "{list}");
+    let out = std::process::Command::new("zfs")
+        .args(["list", "-H", "-o", "name", "-t", "snapshot", "-r"])
+        .arg(format!("{za}/containers/{c}"))
+        .output()
+        .unwrap();
+    assert!(!text(&out.stdout).contains("migration-"));
+    check_started(&b, &format!("b:{t}"), "hello");
+    for (r, n) in [("a", &c), ("b", &t)] {
+        b.real_lxc_ok(&["delete", "-f", &format!("{r}:{n}")]);
+    }
+    a.lxc_ok(&["image", "delete", "bb"]);
+    a.lxc_ok(&["storage", "delete", &za]);
+    b.lxc_ok(&["storage", "delete", &zb]);
+}

@@ -602,9 +602,9 @@ async fn sink_locked(
     }
     let offer = decode_header(&control.recv_msg().await?)?;
     let ours = pool_types(info.driver);
-    // A refresh into btrfs goes by rsync, as LXD 5.0's btrfs driver offers for refreshes: the
-    // target's snapshots need not descend from the source's send streams.
-    let fs_type = if ours.contains(&offer.fs) && !(existing && offer.fs == proto::FS_BTRFS) {
+    // A refresh goes by rsync (as LXD 5.0's btrfs driver does): the target's snapshots need
+    // not descend from the source's send streams.
+    let fs_type = if ours.contains(&offer.fs) && !existing {
         offer.fs
     } else {
         proto::FS_RSYNC

@@ -58,6 +58,7 @@ pub async fn send(
 ) -> Result<()> {
     match plan.fs_type {
         proto::FS_BTRFS => send_btrfs(op, pool, plan, fs).await,
+        proto::FS_ZFS => send_zfs(op, pool, plan, fs).await,
         _ => send_rsync(d, op, pool, plan, fs).await,
     }
 }
@@ -137,6 +138,7 @@ pub async fn recv(
 ) -> Result<()> {
     match plan.fs_type {
         proto::FS_BTRFS => recv_btrfs(op, pool, plan, fs, made, on_snapshot).await,
+        proto::FS_ZFS => recv_zfs(op, pool, plan, fs, made, on_snapshot).await,
         _ => recv_rsync(d, op, pool, plan, fs, made, on_snapshot).await,
     }
 }
@@ -409,4 +411,89 @@ async fn recv_btrfs(
     let w = work.clone();
     let _ = tokio::task::spawn_blocking(move || cleanup_scratch(&w)).await;
     res
+}
+
+// ---------------------------------------------------------------- zfs
+
+fn zfs_cmd(args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("zfs");
+    c.args(args);
+    c
+}
+
+fn need_dataset(pool: &Pool, name: &str) -> Result<String> {
+    pool.instance_dataset(name)
+        .ok_or_else(|| ApiError::internal("The pool has no zfs datasets"))
+}
+
+/// zfs streams: each snapshot relative to the previous one, then a temporary snapshot of the
+/// instance relative to the last; the target receives them into one dataset.
+async fn send_zfs(op: &Arc<Op>, pool: &Pool, plan: &SendPlan, fs: &mut Conn) -> Result<()> {
+    let ds = need_dataset(pool, &plan.name)?;
+    let mut prev: Option<String> = None;
+    for snap in &plan.snapshots {
+        let full = format!("{ds}@snapshot-{snap}");
+        let mut args = vec!["send"];
+        if let Some(p) = &prev {
+            args.extend(["-i", p.as_str()]);
+        }
+        args.push(&full);
+        let mut t = Tracker::new(op, snap);
+        send_stream(zfs_cmd(&args), fs, &mut t).await?;
+        prev = Some(full);
+    }
+    let tmp = format!("{ds}@migration-{}", uuid::Uuid::new_v4().simple());
+    let st = zfs_cmd(&["snapshot", &tmp])
+        .status()
+        .await
+        .map_err(|e| ApiError::internal(format!("zfs snapshot: {e}")))?;
+    if !st.success() {
+        return Err(ApiError::internal(format!(
+            "Failed to snapshot {ds} for sending"
+        )));
+    }
+    let mut args = vec!["send"];
+    if let Some(p) = &prev {
+        args.extend(["-i", p.as_str()]);
+    }
+    args.push(&tmp);
+    let mut t = Tracker::new(op, &plan.name);
+    let res = send_stream(zfs_cmd(&args), fs, &mut t).await;
+    let _ = zfs_cmd(&["destroy", &tmp]).status().await;
+    res
+}
+
+async fn recv_zfs(
+    op: &Arc<Op>,
+    pool: &Pool,
+    plan: &RecvPlan,
+    fs: &mut Conn,
+    made: &mut super::Made,
+    on_snapshot: &mut (dyn FnMut(&str) -> Result<()> + Send),
+) -> Result<()> {
+    let ds = need_dataset(pool, &plan.name)?;
+    let mut first = true;
+    for snap in &plan.snapshots {
+        let mut args = vec!["receive"];
+        if !first {
+            args.push("-F");
+        }
+        args.push(&ds);
+        let mut t = Tracker::new(op, snap);
+        made.volume = true;
+        recv_stream(zfs_cmd(&args), fs, &mut t).await?;
+        first = false;
+        on_snapshot(snap)?;
+    }
+    let mut args = vec!["receive"];
+    if !first {
+        args.push("-F");
+    }
+    args.push(&ds);
+    let mut t = Tracker::new(op, &plan.name);
+    made.volume = true;
+    recv_stream(zfs_cmd(&args), fs, &mut t).await?;
+    let (p, n) = (pool.clone(), plan.name.clone());
+    blocking(move || p.adopt_received_instance(&n)).await?;
+    Ok(())
 }
