@@ -710,3 +710,52 @@ fn zfs_to_zfs_uses_send_and_receive() {
     a.lxc_ok(&["storage", "delete", &za]);
     b.lxc_ok(&["storage", "delete", &zb]);
 }
+
+#[test]
+fn a_dropped_source_mid_transfer_leaves_the_target_clean() {
+    if !root_or_skip("a_dropped_source_mid_transfer_leaves_the_target_clean") {
+        return;
+    }
+    let (mut a, b) = pair();
+    let c = unique("dr");
+    prepare(&b, &a, "a", &c);
+    b.real_lxc_ok(&["start", &format!("a:{c}")]);
+    b.real_lxc_ok(&[
+        "exec",
+        &format!("a:{c}"),
+        "--",
+        "dd",
+        "if=/dev/urandom",
+        "of=/root/big",
+        "bs=1M",
+        "count=400",
+    ]);
+    b.real_lxc_ok(&["stop", "-f", &format!("a:{c}")]);
+    let t = unique("dt");
+    // The copy runs in the background; the source daemon dies once the target has started.
+    let conf = b.real_lxc_conf();
+    let mut copy = std::process::Command::new("/usr/bin/lxc")
+        .args(["copy", &format!("a:{c}"), &format!("b:{t}")])
+        .envs(conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = lxd_tests::wait_until(std::time::Duration::from_secs(30), || {
+        lxd_tests::raw_request(&b.dir, "GET", &format!("/1.0/instances/{t}"), None).0 == 200
+    });
+    assert!(started, "the target never started receiving");
+    a.kill_daemon(nix::sys::signal::Signal::SIGKILL);
+    let out = copy.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let cleaned =
+        lxd_tests::wait_until(std::time::Duration::from_secs(30), || target_clean(&b, &t));
+    assert!(cleaned, "the target kept a half-made {t}");
+    a.start_again();
+    // The source is intact.
+    let size = lxd_tests::wait_until(std::time::Duration::from_secs(30), || {
+        b.real_lxc(&["list", "a:"]).status.success()
+    });
+    assert!(size);
+    check_started(&b, &format!("a:{c}"), "hello");
+}
