@@ -734,7 +734,7 @@ fn a_dropped_source_mid_transfer_leaves_the_target_clean() {
     let t = unique("dt");
     // The copy runs in the background; the source daemon dies once the target has started.
     let conf = b.real_lxc_conf();
-    let mut copy = std::process::Command::new("/usr/bin/lxc")
+    let copy = std::process::Command::new("/usr/bin/lxc")
         .args(["copy", &format!("a:{c}"), &format!("b:{t}")])
         .envs(conf)
         .stdout(std::process::Stdio::null())
@@ -753,9 +753,9 @@ fn a_dropped_source_mid_transfer_leaves_the_target_clean() {
     assert!(cleaned, "the target kept a half-made {t}");
     a.start_again();
     // The source is intact.
-    let size = lxd_tests::wait_until(std::time::Duration::from_secs(30), || {
+    let back = lxd_tests::wait_until(std::time::Duration::from_secs(30), || {
         b.real_lxc(&["list", "a:"]).status.success()
     });
-    assert!(size);
+    assert!(back, "the source daemon did not come back");
     check_started(&b, &format!("a:{c}"), "hello");
 }
