@@ -283,6 +283,7 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
                 && k != "volatile.apply_template"
         });
         config.insert("volatile.last_state.idmap".into(), "[]".into());
+        config.insert("volatile.apply_template".into(), "copy".into());
         if !req.architecture.is_empty() {
             architecture = req.architecture.clone();
         }

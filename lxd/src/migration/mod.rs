@@ -563,7 +563,13 @@ async fn run_sink(
             && let Ok(pool) = pool
         {
             let n = row.name.clone();
-            let _ = tokio::task::spawn_blocking(move || pool.delete_instance(&n)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if pool.delete_instance(&n).is_err() {
+                    // Snapshots received before the instance volume existed.
+                    volumes::remove_leftovers(&pool, &n);
+                }
+            })
+            .await;
         }
         let _ = std::fs::remove_file(d.dir.join("containers").join(&row.name));
         if made.row {

@@ -497,3 +497,28 @@ async fn recv_zfs(
     blocking(move || p.adopt_received_instance(&n)).await?;
     Ok(())
 }
+
+/// Remove what a failed receive left of instance `name` when the driver no longer sees an
+/// instance there: subvolumes or datasets of snapshots that arrived before the instance.
+pub fn remove_leftovers(pool: &Pool, name: &str) {
+    let snap_dir = pool.snapshot_path(name, "x");
+    let dirs = [
+        snap_dir.parent().map(Path::to_path_buf),
+        Some(pool.instance_path(name)),
+    ];
+    for dir in dirs.into_iter().flatten() {
+        if !dir.exists() {
+            continue;
+        }
+        if lxd_storage::btrfs::stream::is_subvolume(&dir) {
+            let _ = lxd_storage::btrfs::stream::delete(&dir);
+        } else {
+            cleanup_scratch(&dir);
+        }
+    }
+    if let Some(ds) = pool.instance_dataset(name) {
+        let _ = std::process::Command::new("zfs")
+            .args(["destroy", "-r", &ds])
+            .status();
+    }
+}
