@@ -217,6 +217,29 @@ fn copy_both_ways_with_a_real_lxd() {
     check_started(&ours, &format!("ours:{moved}"), "hello");
     let list = real.lxc_ok(&["list", "--format", "csv", "-c", "n"]);
     assert!(!list.contains(&pushed), "{list}");
+
+    // Running sources, --stateless: the final sync after the first pass, both ways.
+    ours.real_lxc_ok(&["start", &format!("real:{rc}")]);
+    let from_running = unique("fr");
+    ours.real_lxc_ok(&[
+        "copy",
+        "--stateless",
+        &format!("real:{rc}"),
+        &format!("ours:{from_running}"),
+    ]);
+    check_started(&ours, &format!("ours:{from_running}"), "hello");
+    ours.real_lxc_ok(&["stop", "-f", &format!("real:{rc}")]);
+    ours.real_lxc_ok(&["start", &format!("ours:{oc}")]);
+    let to_real = unique("tr");
+    ours.real_lxc_ok(&[
+        "copy",
+        "--stateless",
+        &format!("ours:{oc}"),
+        &format!("real:{to_real}"),
+    ]);
+    check_started(&ours, &format!("real:{to_real}"), "hello");
+    ours.real_lxc_ok(&["stop", "-f", &format!("ours:{oc}")]);
+    real.lxc_ok(&["delete", "-f", &to_real]);
     for c in [&rc, &back] {
         real.lxc_ok(&["delete", "-f", c]);
     }

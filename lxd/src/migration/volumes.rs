@@ -43,6 +43,16 @@ pub struct RecvPlan {
 
 type Pool = Arc<dyn Driver>;
 
+/// The volume's top directory as our instances have it (root, 0100). A running LXD
+/// container's volume is owned by its root user, and rsync or a send stream carries that over.
+fn fix_top_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(path, Some(0), Some(0))
+        .map_err(|e| crate::error::io_err("chown", path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o100))
+        .map_err(|e| crate::error::io_err("chmod", path, e))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> lxd_storage::Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -115,6 +125,7 @@ async fn recv_rsync(
     for snap in &plan.snapshots {
         let mut t = Tracker::new(op, snap);
         rsync::recv(&path, fs, &plan.rsync_features, &mut t).await?;
+        fix_top_dir(&path)?;
         let (p, n, s) = (pool.clone(), name.clone(), snap.clone());
         blocking(move || p.create_snapshot(&n, &s)).await?;
         on_snapshot(snap)?;
@@ -124,7 +135,7 @@ async fn recv_rsync(
         let mut t = Tracker::new(op, &name);
         rsync::recv(&path, fs, &plan.rsync_features, &mut t).await?;
     }
-    Ok(())
+    fix_top_dir(&path)
 }
 
 pub async fn recv(
@@ -405,6 +416,7 @@ async fn recv_btrfs(
         })
         .await?;
         made.volume = true;
+        fix_top_dir(&dst)?;
         Ok(())
     }
     .await;
@@ -494,8 +506,8 @@ async fn recv_zfs(
     made.volume = true;
     recv_stream(zfs_cmd(&args), fs, &mut t).await?;
     let (p, n) = (pool.clone(), plan.name.clone());
-    blocking(move || p.adopt_received_instance(&n)).await?;
-    Ok(())
+    let path = blocking(move || p.adopt_received_instance(&n)).await?;
+    fix_top_dir(&path)
 }
 
 /// Remove what a failed receive left of instance `name` when the driver no longer sees an
