@@ -732,8 +732,8 @@ fn zfs_to_zfs_uses_send_and_receive() {
 }
 
 #[test]
-fn a_dropped_source_mid_transfer_leaves_the_target_clean() {
-    if !root_or_skip("a_dropped_source_mid_transfer_leaves_the_target_clean") {
+fn a_cancelled_or_dropped_transfer_leaves_the_target_clean() {
+    if !root_or_skip("a_cancelled_or_dropped_transfer_leaves_the_target_clean") {
         return;
     }
     let (mut a, b) = pair();
@@ -751,9 +751,40 @@ fn a_dropped_source_mid_transfer_leaves_the_target_clean() {
         "count=400",
     ]);
     b.real_lxc_ok(&["stop", "-f", &format!("a:{c}")]);
+    let conf = b.real_lxc_conf();
+
+    // The target's operation is cancelled mid-transfer: nothing of it stays.
+    let t = unique("dc");
+    let copy = std::process::Command::new("/usr/bin/lxc")
+        .args(["copy", &format!("a:{c}"), &format!("b:{t}")])
+        .envs(conf.clone())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = lxd_tests::wait_until(std::time::Duration::from_secs(30), || {
+        lxd_tests::raw_request(&b.dir, "GET", &format!("/1.0/instances/{t}"), None).0 == 200
+    });
+    assert!(started, "the target never started receiving");
+    let ops = b.query_json("/1.0/operations?recursion=1");
+    let id = ops["running"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["description"] == "Creating instance")
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .expect("the target's operation");
+    let (code, v) =
+        lxd_tests::raw_request(&b.dir, "DELETE", &format!("/1.0/operations/{id}"), None);
+    assert_eq!(code, 200, "{v}");
+    let out = copy.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let cleaned =
+        lxd_tests::wait_until(std::time::Duration::from_secs(30), || target_clean(&b, &t));
+    assert!(cleaned, "the target kept a half-made {t}");
+
     let t = unique("dt");
     // The copy runs in the background; the source daemon dies once the target has started.
-    let conf = b.real_lxc_conf();
     let copy = std::process::Command::new("/usr/bin/lxc")
         .args(["copy", &format!("a:{c}"), &format!("b:{t}")])
         .envs(conf)

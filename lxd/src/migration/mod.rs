@@ -480,11 +480,9 @@ pub fn start_sink(
     let d2 = d.clone();
     let resources = instance_resources(&[&row.name]);
     if !src.push {
-        return Ok(d.ops.start_task(
-            "Creating instance",
-            resources,
-            false,
-            move |op| async move {
+        return Ok(d
+            .ops
+            .start_task("Creating instance", resources, true, move |op| async move {
                 let id = crate::endpoints::identity(&d2)?;
                 let dial =
                     |k: &str| conn::dial(&id, &src.operation, &src.certificate, &src.secrets[k]);
@@ -497,19 +495,19 @@ pub fn start_sink(
                     }
                 };
                 sink_and_start(&d2, &op, row, &src, existing, start, control, fs).await
-            },
-        ));
+            }));
     }
     let secrets: Vec<(String, String)> = ["control", "fs"]
         .iter()
         .map(|k| (k.to_string(), random_secret()))
         .collect();
     let meta: BTreeMap<String, String> = secrets.iter().cloned().collect();
-    Ok(d.ops.start_websocket(
+    Ok(d.ops.start_websocket_with(
         "Creating instance",
         resources,
         json!(meta),
         secrets,
+        true,
         move |op, sockets| async move {
             let (control, fs) = accept(sockets).await?;
             sink_and_start(&d2, &op, row, &src, existing, start, control, fs).await
@@ -537,10 +535,62 @@ async fn sink_and_start(
 }
 
 /// What the target made so far, undone on failure.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Made {
     row: bool,
     volume: bool,
+}
+
+/// Undoes a half-made target: inline when the receive fails, from `Drop` when the operation is
+/// cancelled (its task is dropped wherever it was).
+struct Undo {
+    d: Arc<Daemon>,
+    name: String,
+    pool: String,
+    made: Made,
+    armed: bool,
+}
+
+impl std::fmt::Debug for Undo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Undo")
+            .field("name", &self.name)
+            .field("made", &self.made)
+            .field("armed", &self.armed)
+            .finish()
+    }
+}
+
+impl Undo {
+    fn job(&self) -> impl FnOnce() + Send + 'static {
+        let (d, name, pool, made) = (
+            self.d.clone(),
+            self.name.clone(),
+            self.pool.clone(),
+            self.made.clone(),
+        );
+        move || {
+            if made.volume
+                && let Ok(pool) = d.pool(&pool)
+                && pool.delete_instance(&name).is_err()
+            {
+                // Snapshots received before the instance volume existed.
+                volumes::remove_leftovers(&pool, &name);
+            }
+            let _ = std::fs::remove_file(d.dir.join("containers").join(&name));
+            if made.row {
+                let _ = d.db.instance_delete(&name);
+            }
+        }
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.armed {
+            std::thread::spawn(self.job());
+        }
+    }
 }
 
 async fn run_sink(
@@ -554,28 +604,29 @@ async fn run_sink(
 ) -> Result<()> {
     let lock = d.instance_lock(&row.name);
     let _g = lock.lock().await;
-    let mut made = Made::default();
-    let res = sink_locked(d, op, &row, src, existing, &mut control, &mut fs, &mut made).await;
+    let mut undo = Undo {
+        d: d.clone(),
+        name: row.name.clone(),
+        pool: row.pool.clone(),
+        made: Made::default(),
+        armed: !existing,
+    };
+    let res = sink_locked(
+        d,
+        op,
+        &row,
+        src,
+        existing,
+        &mut control,
+        &mut fs,
+        &mut undo.made,
+    )
+    .await;
     send_control(&control, &res).await;
-    if res.is_err() && !existing {
-        let pool = d.pool(&row.pool);
-        if made.volume
-            && let Ok(pool) = pool
-        {
-            let n = row.name.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                if pool.delete_instance(&n).is_err() {
-                    // Snapshots received before the instance volume existed.
-                    volumes::remove_leftovers(&pool, &n);
-                }
-            })
-            .await;
-        }
-        let _ = std::fs::remove_file(d.dir.join("containers").join(&row.name));
-        if made.row {
-            let _ = d.db.instance_delete(&row.name);
-        }
+    if res.is_err() && undo.armed {
+        let _ = tokio::task::spawn_blocking(undo.job()).await;
     }
+    undo.armed = false;
     // Let the control message reach the peer before the sockets close.
     drop(fs);
     tokio::time::sleep(Duration::from_millis(100)).await;
