@@ -38,6 +38,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "event_location",
     "operation_wait",
     "container_only_migration",
+    "container_push",
+    "container_push_target",
     "console",
     "network_leases",
     "network_state",

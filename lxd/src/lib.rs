@@ -14,6 +14,7 @@ pub mod images;
 pub mod init;
 pub mod instance;
 pub mod local_client;
+pub mod migration;
 pub mod network;
 pub mod operations;
 pub mod remotes;

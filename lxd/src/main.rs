@@ -110,6 +110,15 @@ fn dispatch_helpers() {
             };
             lxd_runtime::attach::forkexec(&req)
         }
+        Some("netcat") => {
+            let Some(sock) = args.get(2) else {
+                fail("usage: lxd netcat @SOCKET NAME")
+            };
+            match lxd::migration::rsync::netcat(sock) {
+                Ok(()) => std::process::exit(0),
+                Err(e) => fail(e),
+            }
+        }
         Some("forkmount") => {
             let Some(json) = args.get(2) else {
                 fail("usage: lxd forkmount JSON")

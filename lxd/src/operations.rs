@@ -254,7 +254,25 @@ impl Operations {
         F: FnOnce(Arc<Op>, Vec<(String, oneshot::Receiver<WebSocket>)>) -> Fut + Send + 'static,
         Fut: Future<Output = TaskResult> + Send + 'static,
     {
-        let op = self.new_op("websocket", description, resources, metadata, false);
+        self.start_websocket_with(description, resources, metadata, secrets, false, work)
+    }
+
+    /// `start_websocket`, cancellable (`DELETE /1.0/operations/ID`) when `may_cancel`: the task
+    /// is dropped, so it must undo its work from a drop guard.
+    pub fn start_websocket_with<F, Fut>(
+        self: &Arc<Self>,
+        description: &str,
+        resources: Resources,
+        metadata: Value,
+        secrets: Vec<(String, String)>,
+        may_cancel: bool,
+        work: F,
+    ) -> Arc<Op>
+    where
+        F: FnOnce(Arc<Op>, Vec<(String, oneshot::Receiver<WebSocket>)>) -> Fut + Send + 'static,
+        Fut: Future<Output = TaskResult> + Send + 'static,
+    {
+        let op = self.new_op("websocket", description, resources, metadata, may_cancel);
         let mut receivers = Vec::new();
         {
             let mut sockets = op.sockets.lock().expect("sockets lock");

@@ -779,3 +779,27 @@ impl Driver for Btrfs {
         Ok(out)
     }
 }
+
+/// Subvolume operations the migration streams need (`btrfs send`/`receive` run by the daemon,
+/// which owns the websocket): snapshots in and out of place, and deletes.
+pub mod stream {
+    use super::*;
+
+    /// A read-only snapshot of `src` at `dst` (a sendable subvolume).
+    pub fn snapshot_readonly(src: &Path, dst: &Path) -> Result<()> {
+        subvol_snapshot(src, dst, true)
+    }
+
+    /// A writable snapshot of `src` at `dst`.
+    pub fn snapshot_writable(src: &Path, dst: &Path) -> Result<()> {
+        subvol_snapshot(src, dst, false)
+    }
+
+    pub fn delete(path: &Path) -> Result<()> {
+        subvol_delete(path)
+    }
+
+    pub fn is_subvolume(path: &Path) -> bool {
+        super::is_subvolume(path)
+    }
+}

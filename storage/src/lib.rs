@@ -5,7 +5,7 @@
 //! Every call is synchronous (tools run through `std::process`); the daemon calls it from a
 //! blocking thread. Multi-step changes undo their finished steps when a later one fails.
 
-mod btrfs;
+pub mod btrfs;
 mod config;
 mod copytree;
 mod dir;
@@ -227,6 +227,21 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         with_snapshots: bool,
     ) -> Result<RefreshOutcome> {
         transfer::refresh_generic(self, vt, src, self, dst, common, with_snapshots)
+    }
+
+    /// The zfs dataset holding instance `name`, for migration by `zfs send`/`receive` (the
+    /// daemon runs the streams); None for drivers without one.
+    fn instance_dataset(&self, _name: &str) -> Option<String> {
+        None
+    }
+
+    /// Take over the dataset `zfs receive` made for instance `name`: destroy its snapshots
+    /// that are not user snapshots (the sender's temporary one), mount it where instances
+    /// live; returns its path.
+    fn adopt_received_instance(&self, name: &str) -> Result<PathBuf> {
+        Err(Error::NotSupported(format!(
+            "Receiving instance {name} as a native stream"
+        )))
     }
 
     // Instance volumes: the same operations with `VolumeType::Container`.

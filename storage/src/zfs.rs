@@ -775,6 +775,25 @@ impl Driver for Zfs {
         Ok(path)
     }
 
+    fn instance_dataset(&self, name: &str) -> Option<String> {
+        check_name("instance", name).ok()?;
+        Some(self.vol_ds(VolumeType::Container, name))
+    }
+
+    fn adopt_received_instance(&self, name: &str) -> Result<PathBuf> {
+        let ds = self.need_volume(VolumeType::Container, name)?;
+        for full in self.snapshots_of(&ds)? {
+            let short = full.split_once('@').map_or("", |(_, s)| s);
+            if !short.starts_with(USER_SNAPSHOT_PREFIX) {
+                zfs(["destroy", &full])?;
+            }
+        }
+        let path = self.layout.volume(VolumeType::Container, name);
+        Self::mount_at(&ds, &path, volume_mode(VolumeType::Container))?;
+        self.apply_default_quota(&ds)?;
+        Ok(path)
+    }
+
     fn volume_path(&self, vt: VolumeType, name: &str) -> PathBuf {
         self.layout.volume(vt, name)
     }

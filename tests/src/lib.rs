@@ -342,6 +342,30 @@ impl TestDaemon {
         run_with_timeout(c, Duration::from_secs(120))
     }
 
+    /// The environment `real_lxc` runs the real client with, for running it in the background.
+    pub fn real_lxc_conf(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            (
+                "LXD_DIR".to_string(),
+                self.dir.to_string_lossy().into_owned(),
+            ),
+            (
+                "HOME".to_string(),
+                self.real_home.path().to_string_lossy().into_owned(),
+            ),
+            (
+                "LXD_CONF".to_string(),
+                self.real_home
+                    .path()
+                    .join("lxc")
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+        ];
+        v.extend(self.env.iter().cloned());
+        v
+    }
+
     pub fn real_lxc_ok(&self, args: &[&str]) -> String {
         let out = self.real_lxc(args);
         assert!(

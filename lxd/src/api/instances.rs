@@ -91,8 +91,18 @@ async fn create(State(d): State<AppState>, Json(req): Json<InstancesPost>) -> Ap
     if let Some(resp) = crate::storage::instances::refresh_request(&d, &req)? {
         return resp;
     }
+    if req.source.kind == "migration" && req.source.refresh && d.db.instance_exists(&req.name)? {
+        let src = crate::migration::SinkSource::from_request(&req.source)?;
+        let row = d.db.instance(&req.name)?;
+        let op = crate::migration::start_sink(&d, row, src, true, false)?;
+        return Ok(async_op(&op.to_api()));
+    }
     let (row, source) = instance::prepare_create(&d, &req)?;
     crate::network::nic::validate_row(&d, &row).await?;
+    if let instance::Source::Migration(src) = source {
+        let op = crate::migration::start_sink(&d, row, *src, false, req.start)?;
+        return Ok(async_op(&op.to_api()));
+    }
     let name = row.name.clone();
     let start = req.start;
     let d2 = d.clone();
@@ -226,9 +236,8 @@ async fn rename(
 ) -> ApiResult {
     d.db.instance(&name)?;
     if req.migration {
-        return Err(ApiError::bad_request(
-            "Migration to another server is not supported yet",
-        ));
+        let op = crate::migration::start_source(&d, &name, &req)?;
+        return Ok(async_op(&op.to_api()));
     }
     if req.name.is_empty() {
         return Err(ApiError::bad_request("No new name given"));

@@ -156,6 +156,8 @@ pub enum Source {
         snapshot: Option<String>,
         with_snapshots: bool,
     },
+    /// Another server's instance, over LXD's migration protocol.
+    Migration(Box<crate::migration::SinkSource>),
 }
 
 /// Validate a create request and build the instance row; the volume is made by `create`.
@@ -236,11 +238,9 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
                 snapshot: snap,
             }
         }
-        "migration" => {
-            return Err(ApiError::bad_request(
-                "Migration from another server is not supported yet",
-            ));
-        }
+        "migration" => Source::Migration(Box::new(crate::migration::SinkSource::from_request(
+            &req.source,
+        )?)),
         other => {
             return Err(ApiError::bad_request(format!(
                 "Unknown instance source \"{other}\""
@@ -273,6 +273,20 @@ pub fn prepare_create(d: &Daemon, req: &InstancesPost) -> Result<(InstanceRow, S
         }
         config.insert("volatile.apply_template".into(), "copy".into());
         architecture = src.architecture.clone();
+    }
+    if let Source::Migration(_) = &source {
+        // The source's volatile keys come along (MACs, uuid, base image, as LXD keeps them);
+        // the on-disk id map is set from the migration header, the rest is recomputed at start.
+        config.retain(|k, _| {
+            !k.starts_with("volatile.idmap.")
+                && !k.starts_with("volatile.last_state.")
+                && k != "volatile.apply_template"
+        });
+        config.insert("volatile.last_state.idmap".into(), "[]".into());
+        config.insert("volatile.apply_template".into(), "copy".into());
+        if !req.architecture.is_empty() {
+            architecture = req.architecture.clone();
+        }
     }
     fill_volatile(&mut config, &expanded.devices);
     let at = now();
@@ -436,6 +450,11 @@ async fn create_volume(
         }
         Source::Remote(_) => {
             return Err(ApiError::internal("Remote image was not pulled first"));
+        }
+        Source::Migration(_) => {
+            return Err(ApiError::internal(
+                "Migrations are received by crate::migration",
+            ));
         }
         Source::Empty => {
             let pool2 = pool.clone();
