@@ -312,8 +312,19 @@ async fn accept(
 
 /// `POST /1.0/instances/NAME {"migration": true}`: a websocket operation the target (or the
 /// client, relaying) connects to, or with `target` set a task that dials the target.
-pub fn start_source(d: &Arc<Daemon>, name: &str, req: &InstancePost) -> Result<Arc<Op>> {
+/// `POST /1.0/instances/NAME` (or `.../snapshots/SNAP`, `snapshot` set) with `migration`: the
+/// source side, serving the websockets (pull) or dialing the target's (push). A snapshot goes as
+/// an instance of its own: its tree by rsync, without snapshots.
+pub fn start_source(
+    d: &Arc<Daemon>,
+    name: &str,
+    snapshot: Option<String>,
+    req: &InstancePost,
+) -> Result<Arc<Op>> {
     let row = d.db.instance(name)?;
+    if let Some(s) = &snapshot {
+        d.db.snapshot(name, s)?;
+    }
     let running = rt::probe(d, name).is_active();
     if req.live && running {
         return Err(ApiError::bad_request(
@@ -346,7 +357,12 @@ pub fn start_source(d: &Arc<Daemon>, name: &str, req: &InstancePost) -> Result<A
                 };
                 let control = dial("control").await?;
                 let fs = dial("fs").await?;
-                run_source(&d2, &op, &name, instance_only, control, fs).await?;
+                let from = Source {
+                    name: &name,
+                    snapshot: snapshot.as_deref(),
+                    instance_only,
+                };
+                run_source(&d2, &op, from, control, fs).await?;
                 Ok(None)
             },
         ));
@@ -363,41 +379,59 @@ pub fn start_source(d: &Arc<Daemon>, name: &str, req: &InstancePost) -> Result<A
         secrets,
         move |op, sockets| async move {
             let (control, fs) = accept(sockets).await?;
-            run_source(&d2, &op, &name, instance_only, control, fs).await?;
+            let from = Source {
+                name: &name,
+                snapshot: snapshot.as_deref(),
+                instance_only,
+            };
+            run_source(&d2, &op, from, control, fs).await?;
             Ok(None)
         },
     ))
 }
 
+/// What a source sends: an instance (with its snapshots unless `instance_only`) or one snapshot.
+#[derive(Debug, Clone, Copy)]
+struct Source<'a> {
+    name: &'a str,
+    snapshot: Option<&'a str>,
+    instance_only: bool,
+}
+
 async fn run_source(
     d: &Arc<Daemon>,
     op: &Arc<Op>,
-    name: &str,
-    instance_only: bool,
+    from: Source<'_>,
     mut control: Conn,
     mut fs: Conn,
 ) -> Result<()> {
+    let name = from.name;
     let lock = d.instance_lock(name);
     let _g = lock.lock().await;
     let row = d.db.instance(name)?;
     let pool = d.pool(&row.pool)?;
     let info = pool.info();
-    let running = rt::probe(d, name).is_active();
+    let running = from.snapshot.is_none() && rt::probe(d, name).is_active();
     // A running instance goes by rsync, twice (LXD's multi-sync): the second pass catches up.
-    let types = if running {
+    // A snapshot goes by rsync too (a native stream would carry the instance it belongs to).
+    let types = if running || from.snapshot.is_some() {
         vec![proto::FS_RSYNC]
     } else {
         pool_types(info.driver)
     };
-    let snapshots = if instance_only {
+    let snapshots = if from.instance_only || from.snapshot.is_some() {
         vec![]
     } else {
         d.db.snapshots(name)?
     };
+    let config = match from.snapshot {
+        Some(s) => d.db.snapshot(name, s)?.config,
+        None => row.config.clone(),
+    };
     let mut offer = MigrationHeader {
         fs: types[0],
         criu: running.then_some(proto::CRIU_NONE),
-        idmap: idmap_to_proto(row.config.get("volatile.last_state.idmap")),
+        idmap: idmap_to_proto(config.get("volatile.last_state.idmap")),
         snapshot_names: snapshots.iter().map(|s| s.name.clone()).collect(),
         snapshots: snapshots.iter().map(snapshot_to_proto).collect(),
         predump: Some(false),
@@ -428,6 +462,7 @@ async fn run_source(
             rsync_features: features,
             final_sync,
             refresh: resp.refresh == Some(true),
+            from_snapshot: from.snapshot.map(str::to_string),
         };
         let transfer = volumes::send(d, op, &pool, &plan, &mut fs);
         tokio::pin!(transfer);

@@ -28,6 +28,8 @@ pub struct SendPlan {
     pub rsync_features: Vec<&'static str>,
     pub final_sync: bool,
     pub refresh: bool,
+    /// Send this snapshot's tree as the instance volume (a snapshot copied to a new instance).
+    pub from_snapshot: Option<String>,
 }
 
 #[derive(Debug)]
@@ -93,6 +95,19 @@ async fn send_rsync(
             blocking(move || p.unmount_volume_snapshot(lxd_storage::VolumeType::Container, &n, &s))
                 .await;
         res?;
+    }
+    if let Some(snap) = &plan.from_snapshot {
+        let (p, n, s) = (pool.clone(), name.clone(), snap.clone());
+        let path =
+            blocking(move || p.mount_volume_snapshot(lxd_storage::VolumeType::Container, &n, &s))
+                .await?;
+        let mut t = Tracker::new(op, snap);
+        let res = rsync::send(&d.exe, &name, &path, fs, &plan.rsync_features, &mut t).await;
+        let (p, n, s) = (pool.clone(), name.clone(), snap.clone());
+        let _ =
+            blocking(move || p.unmount_volume_snapshot(lxd_storage::VolumeType::Container, &n, &s))
+                .await;
+        return res;
     }
     let (p, n) = (pool.clone(), name.clone());
     let path = blocking(move || p.mount_instance(&n)).await?;
