@@ -617,6 +617,8 @@ fn btrfs_both_ways_with_a_real_lxd() {
         "-c",
         "echo hello > /root/f && chown 1000:1000 /root/f",
     ]);
+    // One snapshot taken while it runs (its volume is then owned by the container's root).
+    ours.real_lxc_ok(&["snapshot", &format!("real:{rc}"), "s1"]);
     ours.real_lxc_ok(&["stop", "-f", &format!("real:{rc}")]);
     ours.real_lxc_ok(&["snapshot", &format!("real:{rc}"), "s0"]);
 
@@ -629,7 +631,9 @@ fn btrfs_both_ways_with_a_real_lxd() {
         "-s",
         "ob",
     ]);
-    assert_eq!(snapshots(&ours, &format!("ours:{oc}")), vec!["s0"]);
+    assert_eq!(snapshots(&ours, &format!("ours:{oc}")), vec!["s0", "s1"]);
+    ours.real_lxc_ok(&["restore", &format!("ours:{oc}"), "s1"]);
+    check_started(&ours, &format!("ours:{oc}"), "hello");
     let r = received_uuid(
         &ours
             .dir
@@ -649,7 +653,7 @@ fn btrfs_both_ways_with_a_real_lxd() {
         "-s",
         "rb",
     ]);
-    assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0"]);
+    assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0", "s1"]);
     let r = received_uuid(
         &real
             .dir
