@@ -218,6 +218,49 @@ fn copy_both_ways_with_a_real_lxd() {
     let list = real.lxc_ok(&["list", "--format", "csv", "-c", "n"]);
     assert!(!list.contains(&pushed), "{list}");
 
+    // --refresh both ways: a changed file and a new snapshot arrive.
+    ours.real_lxc_ok(&["start", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&[
+        "exec",
+        &format!("ours:{oc}"),
+        "--",
+        "sh",
+        "-c",
+        "echo v2 > /root/f",
+    ]);
+    ours.real_lxc_ok(&["stop", "-f", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&["snapshot", &format!("ours:{oc}"), "s9"]);
+    ours.real_lxc_ok(&[
+        "copy",
+        "--refresh",
+        &format!("ours:{oc}"),
+        &format!("real:{back}"),
+    ]);
+    assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0", "s9"]);
+    check_started(&ours, &format!("real:{back}"), "v2");
+    ours.real_lxc_ok(&["snapshot", &format!("real:{back}"), "s10"]);
+    ours.real_lxc_ok(&[
+        "copy",
+        "--refresh",
+        &format!("real:{back}"),
+        &format!("ours:{oc}"),
+    ]);
+    assert_eq!(
+        snapshots(&ours, &format!("ours:{oc}")),
+        vec!["s0", "s10", "s9"]
+    );
+    check_started(&ours, &format!("ours:{oc}"), "v2");
+    ours.real_lxc_ok(&["start", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&[
+        "exec",
+        &format!("ours:{oc}"),
+        "--",
+        "sh",
+        "-c",
+        "echo hello > /root/f",
+    ]);
+    ours.real_lxc_ok(&["stop", "-f", &format!("ours:{oc}")]);
+
     // Running sources, --stateless: the final sync after the first pass, both ways.
     ours.real_lxc_ok(&["start", &format!("real:{rc}")]);
     let from_running = unique("fr");
