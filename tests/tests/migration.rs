@@ -133,6 +133,12 @@ fn copy_between_our_daemons_in_pull_push_and_relay_modes() {
     assert!(snapshots(&b, &format!("b:{c3}")).is_empty());
     check_started(&b, &format!("b:{c3}"), "hello");
 
+    // A snapshot as the source: a new instance without snapshots.
+    let c4 = unique("sn");
+    b.real_lxc_ok(&["copy", &format!("a:{c}/s0"), &format!("b:{c4}")]);
+    assert!(snapshots(&b, &format!("b:{c4}")).is_empty());
+    check_started(&b, &format!("b:{c4}"), "hello");
+
     // The source is untouched.
     assert_eq!(snapshots(&b, &format!("a:{c}")), vec!["s0"]);
     let _ = text(b"");
@@ -201,6 +207,20 @@ fn copy_both_ways_with_a_real_lxd() {
     ours.real_lxc_ok(&["copy", &format!("ours:{oc}"), &format!("real:{back}")]);
     assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0"]);
     check_started(&ours, &format!("real:{back}"), "hello");
+
+    // Snapshots as sources, both ways.
+    let from_snap = unique("fs");
+    ours.real_lxc_ok(&[
+        "copy",
+        &format!("real:{rc}/s0"),
+        &format!("ours:{from_snap}"),
+    ]);
+    check_started(&ours, &format!("ours:{from_snap}"), "hello");
+    let to_snap = unique("ts");
+    ours.real_lxc_ok(&["copy", &format!("ours:{oc}/s0"), &format!("real:{to_snap}")]);
+    assert!(snapshots(&ours, &format!("real:{to_snap}")).is_empty());
+    check_started(&ours, &format!("real:{to_snap}"), "hello");
+    real.lxc_ok(&["delete", "-f", &to_snap]);
 
     // Push mode into the real LXD, and a move from the real LXD to ours.
     let pushed = unique("pu");
@@ -593,6 +613,12 @@ fn btrfs_to_btrfs_uses_send_and_receive() {
     assert_eq!(snapshots(&b, &format!("b:{t}")), vec!["s0", "s1", "s2"]);
     check_started(&b, &format!("b:{t}"), "v2");
 
+    // A snapshot as the source, by send/receive.
+    let fs = unique("bs");
+    b.real_lxc_ok(&["copy", &format!("a:{c}/s0"), &format!("b:{fs}"), "-s", "bb"]);
+    assert!(snapshots(&b, &format!("b:{fs}")).is_empty());
+    check_started(&b, &format!("b:{fs}"), "hello");
+
     // btrfs to dir falls back to rsync.
     let d = unique("bd");
     b.real_lxc_ok(&[
@@ -770,6 +796,18 @@ fn zfs_to_zfs_uses_send_and_receive() {
         .unwrap();
     assert!(!text(&out.stdout).contains("migration-"));
     check_started(&b, &format!("b:{t}"), "hello");
+    // A snapshot as the source: the received dataset keeps no snapshot.
+    let zs = unique("zs");
+    b.real_lxc_ok(&["copy", &format!("a:{c}/s0"), &format!("b:{zs}"), "-s", &zb]);
+    assert!(snapshots(&b, &format!("b:{zs}")).is_empty());
+    let out = std::process::Command::new("zfs")
+        .args(["list", "-H", "-o", "name", "-t", "snapshot", "-r"])
+        .arg(format!("{zb}/containers/{zs}"))
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).trim().is_empty(), "{}", text(&out.stdout));
+    check_started(&b, &format!("b:{zs}"), "hello");
+    b.real_lxc_ok(&["delete", "-f", &format!("b:{zs}")]);
     for (r, n) in [("a", &c), ("b", &t)] {
         b.real_lxc_ok(&["delete", "-f", &format!("{r}:{n}")]);
     }

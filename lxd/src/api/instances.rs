@@ -236,7 +236,7 @@ async fn rename(
 ) -> ApiResult {
     d.db.instance(&name)?;
     if req.migration {
-        let op = crate::migration::start_source(&d, &name, &req)?;
+        let op = crate::migration::start_source(&d, &name, None, &req)?;
         return Ok(async_op(&op.to_api()));
     }
     if req.name.is_empty() {
@@ -534,7 +534,8 @@ async fn rename_snapshot(
 ) -> ApiResult {
     d.db.snapshot(&name, &snap)?;
     if req.migration {
-        return Err(ApiError::bad_request("Snapshot migration is not supported"));
+        let op = crate::migration::start_source(&d, &name, Some(snap), &req)?;
+        return Ok(async_op(&op.to_api()));
     }
     instance::validate_snapshot_name(&req.name)?;
     let d2 = d.clone();

@@ -312,9 +312,20 @@ async fn accept(
 
 /// `POST /1.0/instances/NAME {"migration": true}`: a websocket operation the target (or the
 /// client, relaying) connects to, or with `target` set a task that dials the target.
-pub fn start_source(d: &Arc<Daemon>, name: &str, req: &InstancePost) -> Result<Arc<Op>> {
+///
+/// With `snapshot` the source is that snapshot (`POST /1.0/instances/NAME/snapshots/SNAP`): it
+/// goes as an instance volume without snapshots of its own.
+pub fn start_source(
+    d: &Arc<Daemon>,
+    name: &str,
+    snapshot: Option<String>,
+    req: &InstancePost,
+) -> Result<Arc<Op>> {
     let row = d.db.instance(name)?;
-    let running = rt::probe(d, name).is_active();
+    if let Some(s) = &snapshot {
+        d.db.snapshot(name, s)?;
+    }
+    let running = snapshot.is_none() && rt::probe(d, name).is_active();
     if req.live && running {
         return Err(ApiError::bad_request(
             "Unable to perform container live migration. CRIU isn't installed on the source server",
@@ -346,7 +357,16 @@ pub fn start_source(d: &Arc<Daemon>, name: &str, req: &InstancePost) -> Result<A
                 };
                 let control = dial("control").await?;
                 let fs = dial("fs").await?;
-                run_source(&d2, &op, &name, instance_only, control, fs).await?;
+                run_source(
+                    &d2,
+                    &op,
+                    &name,
+                    snapshot.as_deref(),
+                    instance_only,
+                    control,
+                    fs,
+                )
+                .await?;
                 Ok(None)
             },
         ));
@@ -363,7 +383,16 @@ pub fn start_source(d: &Arc<Daemon>, name: &str, req: &InstancePost) -> Result<A
         secrets,
         move |op, sockets| async move {
             let (control, fs) = accept(sockets).await?;
-            run_source(&d2, &op, &name, instance_only, control, fs).await?;
+            run_source(
+                &d2,
+                &op,
+                &name,
+                snapshot.as_deref(),
+                instance_only,
+                control,
+                fs,
+            )
+            .await?;
             Ok(None)
         },
     ))
@@ -373,6 +402,7 @@ async fn run_source(
     d: &Arc<Daemon>,
     op: &Arc<Op>,
     name: &str,
+    snapshot: Option<&str>,
     instance_only: bool,
     mut control: Conn,
     mut fs: Conn,
@@ -382,14 +412,23 @@ async fn run_source(
     let row = d.db.instance(name)?;
     let pool = d.pool(&row.pool)?;
     let info = pool.info();
-    let running = rt::probe(d, name).is_active();
+    let running = snapshot.is_none() && rt::probe(d, name).is_active();
+    let disk_idmap = match snapshot {
+        Some(s) => {
+            d.db.snapshot(name, s)?
+                .config
+                .get("volatile.last_state.idmap")
+                .cloned()
+        }
+        None => row.config.get("volatile.last_state.idmap").cloned(),
+    };
     // A running instance goes by rsync, twice (LXD's multi-sync): the second pass catches up.
     let types = if running {
         vec![proto::FS_RSYNC]
     } else {
         pool_types(info.driver)
     };
-    let snapshots = if instance_only {
+    let snapshots = if instance_only || snapshot.is_some() {
         vec![]
     } else {
         d.db.snapshots(name)?
@@ -397,7 +436,7 @@ async fn run_source(
     let mut offer = MigrationHeader {
         fs: types[0],
         criu: running.then_some(proto::CRIU_NONE),
-        idmap: idmap_to_proto(row.config.get("volatile.last_state.idmap")),
+        idmap: idmap_to_proto(disk_idmap.as_ref()),
         snapshot_names: snapshots.iter().map(|s| s.name.clone()).collect(),
         snapshots: snapshots.iter().map(snapshot_to_proto).collect(),
         predump: Some(false),
@@ -428,6 +467,7 @@ async fn run_source(
             rsync_features: features,
             final_sync,
             refresh: resp.refresh == Some(true),
+            from_snapshot: snapshot.map(str::to_string),
         };
         let transfer = volumes::send(d, op, &pool, &plan, &mut fs);
         tokio::pin!(transfer);
