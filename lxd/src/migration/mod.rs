@@ -481,7 +481,7 @@ async fn run_source(
                 r?;
                 decode(control.recv_msg().await?)?
             }
-            m = control.recv_msg() => {
+            m = control.recv_msg_within(None) => {
                 let c = decode(m?)?;
                 if c.success {
                     transfer.await?;
@@ -797,7 +797,7 @@ async fn sink_locked(
     let transfer = volumes::recv(d, op, &pool, &plan, fs, made, &mut on_snapshot);
     tokio::select! {
         r = transfer => r?,
-        m = control.recv_msg() => {
+        m = control.recv_msg_within(None) => {
             let m = m?;
             let c = MigrationControl::decode(&m).map_err(|e| ApiError::bad_request(e.to_string()))?;
             return Err(ApiError::bad_request(c.message.unwrap_or_else(|| "Migration failed on the source".into())));
