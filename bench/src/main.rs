@@ -158,12 +158,14 @@ impl Target {
 }
 
 fn unmount_below(dir: &Path) {
-    let prefix = dir.to_string_lossy().into_owned();
+    // With the slash: `/tmp/lxt-d1x1` must not match the mounts of `/tmp/lxt-d1x17`.
+    let top = dir.to_string_lossy().into_owned();
+    let prefix = format!("{top}/");
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&prefix))
+        .filter(|m| m.starts_with(&prefix) || *m == top)
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in mounts {
