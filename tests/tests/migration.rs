@@ -734,6 +734,46 @@ fn btrfs_both_ways_with_a_real_lxd() {
     check_started(&ours, &format!("real:{back}"), "hello");
     ours.real_lxc_ok(&["restore", &format!("real:{back}"), "s0"]);
     check_started(&ours, &format!("real:{back}"), "hello");
+
+    // --refresh between the btrfs pools, both ways: a new snapshot and a changed file.
+    ours.real_lxc_ok(&["start", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&[
+        "exec",
+        &format!("ours:{oc}"),
+        "--",
+        "sh",
+        "-c",
+        "echo v2 > /root/f",
+    ]);
+    ours.real_lxc_ok(&["stop", "-f", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&["snapshot", &format!("ours:{oc}"), "s2"]);
+    ours.real_lxc_ok(&[
+        "copy",
+        "--refresh",
+        &format!("ours:{oc}"),
+        &format!("real:{back}"),
+        "-s",
+        "rb",
+    ]);
+    assert_eq!(
+        snapshots(&ours, &format!("real:{back}")),
+        vec!["s0", "s1", "s2"]
+    );
+    check_started(&ours, &format!("real:{back}"), "v2");
+    ours.real_lxc_ok(&["snapshot", &format!("real:{back}"), "s3"]);
+    ours.real_lxc_ok(&[
+        "copy",
+        "--refresh",
+        &format!("real:{back}"),
+        &format!("ours:{oc}"),
+        "-s",
+        "ob",
+    ]);
+    assert_eq!(
+        snapshots(&ours, &format!("ours:{oc}")),
+        vec!["s0", "s1", "s2", "s3"]
+    );
+    check_started(&ours, &format!("ours:{oc}"), "v2");
     for c in [&rc, &back] {
         real.lxc_ok(&["delete", "-f", c]);
     }
