@@ -819,3 +819,81 @@ async fn sink_locked(
         .map_err(|e| crate::error::io_err("create symlink", &link, e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_round_trip_through_protobuf() {
+        let mut root = BTreeMap::new();
+        root.insert("type".to_string(), "disk".to_string());
+        root.insert("path".to_string(), "/".to_string());
+        root.insert("pool".to_string(), "src-pool".to_string());
+        let mut devices = lxd_api::DevicesMap::new();
+        devices.insert("root".into(), root.into_iter().collect());
+        let mut config = lxd_api::ConfigMap::new();
+        config.insert("user.a".into(), "b".into());
+        let row = SnapshotRow {
+            id: 7,
+            instance_id: 3,
+            name: "s0".into(),
+            architecture: "x86_64".into(),
+            stateful: false,
+            description: String::new(),
+            created_at: "2026-11-28T03:00:00Z".into(),
+            expires_at: lxd_api::ZERO_TIME.into(),
+            config,
+            devices,
+            profiles: vec!["default".into()],
+            ephemeral: false,
+        };
+        let p = snapshot_to_proto(&row);
+        assert_eq!(p.architecture, 2);
+        assert_eq!(p.expiry_date, Some(-62_135_596_800));
+        let wire = MigrationHeader {
+            snapshots: vec![p],
+            ..Default::default()
+        }
+        .encode();
+        let back = &MigrationHeader::decode(&wire).unwrap().snapshots[0];
+        let r = snapshot_from_proto(back, "dst-pool");
+        assert_eq!(r.name, "s0");
+        assert_eq!(r.architecture, "x86_64");
+        assert_eq!(
+            r.created_at.parse::<jiff::Timestamp>().unwrap(),
+            "2026-11-28T03:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        assert_eq!(r.expires_at, lxd_api::ZERO_TIME);
+        assert_eq!(r.config["user.a"], "b");
+        assert_eq!(r.devices["root"]["pool"], "dst-pool");
+        assert_eq!(r.profiles, vec!["default".to_string()]);
+    }
+
+    #[test]
+    fn rsync_features_fall_back_to_lxd_3_7() {
+        let mut h = MigrationHeader::default();
+        assert_eq!(
+            effective_rsync_features(&h),
+            vec!["xattrs", "delete", "compress"]
+        );
+        h.rsync_features = Some(rsync_features_msg(&["delete", "bidirectional"]));
+        assert_eq!(
+            effective_rsync_features(&h),
+            vec!["delete", "bidirectional"]
+        );
+    }
+
+    #[test]
+    fn idmaps_convert_both_ways() {
+        let v = r#"[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":65536},{"Isuid":false,"Isgid":true,"Hostid":100000,"Nsid":0,"Maprange":65536}]"#;
+        let p = idmap_to_proto(Some(&v.to_string()));
+        assert_eq!(p.len(), 2);
+        assert!(p[0].isuid && !p[0].isgid && p[0].hostid == 100000);
+        let back: serde_json::Value = serde_json::from_str(&idmap_from_proto(&p)).unwrap();
+        let want: serde_json::Value = serde_json::from_str(v).unwrap();
+        assert_eq!(back, want);
+        assert!(idmap_to_proto(Some(&"[]".to_string())).is_empty());
+        assert_eq!(idmap_from_proto(&[]), "[]");
+    }
+}
