@@ -899,6 +899,14 @@ fn a_cancelled_or_dropped_transfer_leaves_the_target_clean() {
         .find(|o| o["description"] == "Creating instance")
         .map(|o| o["id"].as_str().unwrap().to_string())
         .expect("the target's operation");
+    // Progress shows in the operation's metadata as LXD reports it.
+    let progress = lxd_tests::wait_until(std::time::Duration::from_secs(10), || {
+        let op = b.query_json(&format!("/1.0/operations/{id}"));
+        op["metadata"]["fs_progress"]
+            .as_str()
+            .is_some_and(|p| p.contains("B/s)"))
+    });
+    assert!(progress, "no fs_progress in the operation");
     let (code, v) =
         lxd_tests::raw_request(&b.dir, "DELETE", &format!("/1.0/operations/{id}"), None);
     assert_eq!(code, 200, "{v}");
