@@ -2,9 +2,11 @@
 //! instances, a `GET /1.0` round trip) and memory (daemon RSS idle and loaded, host memory per
 //! running instance), for our daemon and, with `--with-lxd`, for Debian's real LXD started on the
 //! same machine with its own LXD_DIR and no network, alternating the two and printing ratios.
-//! `--storage` measures the storage drivers instead (`storage.rs`).
+//! `--storage` measures the storage drivers instead (`storage.rs`), `--migrate` copies between
+//! two servers (`migrate.rs`).
 
 mod debian;
+mod migrate;
 mod storage;
 
 use anyhow::{Context, Result, bail};
@@ -41,6 +43,10 @@ struct Args {
     /// instead of the default workload.
     #[arg(long)]
     storage: bool,
+    /// Measure `lxc copy` of a Debian instance with two snapshots between two servers (needs
+    /// the Debian image and the real `lxc` client) instead of the default workload.
+    #[arg(long)]
+    migrate: bool,
 }
 
 /// One daemon under test: how to start it and which client drives it.
@@ -152,12 +158,14 @@ impl Target {
 }
 
 fn unmount_below(dir: &Path) {
-    let prefix = dir.to_string_lossy().into_owned();
+    // With the slash: `/tmp/lxt-d1x1` must not match the mounts of `/tmp/lxt-d1x17`.
+    let top = dir.to_string_lossy().into_owned();
+    let prefix = format!("{top}/");
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&prefix))
+        .filter(|m| m.starts_with(&prefix) || *m == top)
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in mounts {
@@ -334,6 +342,14 @@ fn main() -> Result<()> {
             result = Err(e.context(format!("starting {}", t.label)));
             break;
         }
+    }
+    if result.is_ok() && args.migrate {
+        let r = migrate::run(&mut targets, &image, &args.debian_image, args.iterations);
+        for t in targets.iter_mut() {
+            t.stop();
+        }
+        migrate::print(&r?, args.iterations);
+        return Ok(());
     }
     if result.is_ok() && args.storage {
         let r = storage::run(&mut targets, args.iterations);

@@ -236,9 +236,10 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     }
 
     /// Take over the dataset `zfs receive` made for instance `name`: destroy its snapshots
-    /// that are not user snapshots (the sender's temporary one), mount it where instances
-    /// live; returns its path.
-    fn adopt_received_instance(&self, name: &str) -> Result<PathBuf> {
+    /// other than the instance snapshots in `keep` (the sender's temporary one, the source
+    /// snapshot a snapshot copy came from), mount it where instances live; returns its path.
+    fn adopt_received_instance(&self, name: &str, keep: &[String]) -> Result<PathBuf> {
+        let _ = keep;
         Err(Error::NotSupported(format!(
             "Receiving instance {name} as a native stream"
         )))

@@ -780,11 +780,14 @@ impl Driver for Zfs {
         Some(self.vol_ds(VolumeType::Container, name))
     }
 
-    fn adopt_received_instance(&self, name: &str) -> Result<PathBuf> {
+    fn adopt_received_instance(&self, name: &str, keep: &[String]) -> Result<PathBuf> {
         let ds = self.need_volume(VolumeType::Container, name)?;
         for full in self.snapshots_of(&ds)? {
             let short = full.split_once('@').map_or("", |(_, s)| s);
-            if !short.starts_with(USER_SNAPSHOT_PREFIX) {
+            let wanted = short
+                .strip_prefix(USER_SNAPSHOT_PREFIX)
+                .is_some_and(|s| keep.iter().any(|k| k == s));
+            if !wanted {
                 zfs(["destroy", &full])?;
             }
         }

@@ -458,12 +458,14 @@ pub fn cleanup_dir(dir: &Path) {
     cleanup_networks(dir);
     cleanup_storage(dir);
     // Unmount anything still mounted below the dir, deepest first.
-    let prefix = dir.to_string_lossy().into_owned();
+    // With the slash: `/tmp/lxt-d1x1` must not match the mounts of `/tmp/lxt-d1x17`.
+    let top = dir.to_string_lossy().into_owned();
+    let prefix = format!("{top}/");
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&prefix))
+        .filter(|m| m.starts_with(&prefix) || *m == top)
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in mounts {
@@ -504,11 +506,37 @@ pub fn cleanup_storage(dir: &Path) {
             if let Some((dev, file)) = line.trim().split_once(' ')
                 && file.trim().starts_with(&prefix)
             {
-                let _ = Command::new("umount").args(["-l", dev]).status();
-                let _ = Command::new("losetup").args(["-d", dev]).status();
+                // Only this dir's mounts of the device, and only while it is still backed by
+                // this dir's file: another test may attach the same loop number right after
+                // the kernel auto-cleared it, and `umount -l DEV` would take its pool away.
+                for m in mounts_of(dev) {
+                    if m.starts_with(&prefix) {
+                        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+                    }
+                }
+                let still_ours = Command::new("losetup")
+                    .args(["--list", "--noheadings", "--output", "BACK-FILE", dev])
+                    .output()
+                    .is_ok_and(|o| text(&o.stdout).trim().starts_with(&prefix));
+                if still_ours {
+                    let _ = Command::new("losetup").args(["-d", dev]).status();
+                }
             }
         }
     }
+}
+
+/// Mount points whose source is `dev`.
+fn mounts_of(dev: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let source = right.split(' ').nth(1)?;
+            (source == dev).then(|| left.split(' ').nth(4).map(str::to_string))?
+        })
+        .collect()
 }
 
 /// Whether zfs-fuse (or OpenZFS) answers.

@@ -133,6 +133,12 @@ fn copy_between_our_daemons_in_pull_push_and_relay_modes() {
     assert!(snapshots(&b, &format!("b:{c3}")).is_empty());
     check_started(&b, &format!("b:{c3}"), "hello");
 
+    // A snapshot as the source: a new instance without snapshots.
+    let c4 = unique("sn");
+    b.real_lxc_ok(&["copy", &format!("a:{c}/s0"), &format!("b:{c4}")]);
+    assert!(snapshots(&b, &format!("b:{c4}")).is_empty());
+    check_started(&b, &format!("b:{c4}"), "hello");
+
     // The source is untouched.
     assert_eq!(snapshots(&b, &format!("a:{c}")), vec!["s0"]);
     let _ = text(b"");
@@ -202,6 +208,20 @@ fn copy_both_ways_with_a_real_lxd() {
     assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0"]);
     check_started(&ours, &format!("real:{back}"), "hello");
 
+    // Snapshots as sources, both ways.
+    let from_snap = unique("fs");
+    ours.real_lxc_ok(&[
+        "copy",
+        &format!("real:{rc}/s0"),
+        &format!("ours:{from_snap}"),
+    ]);
+    check_started(&ours, &format!("ours:{from_snap}"), "hello");
+    let to_snap = unique("ts");
+    ours.real_lxc_ok(&["copy", &format!("ours:{oc}/s0"), &format!("real:{to_snap}")]);
+    assert!(snapshots(&ours, &format!("real:{to_snap}")).is_empty());
+    check_started(&ours, &format!("real:{to_snap}"), "hello");
+    real.lxc_ok(&["delete", "-f", &to_snap]);
+
     // Push mode into the real LXD, and a move from the real LXD to ours.
     let pushed = unique("pu");
     ours.real_lxc_ok(&[
@@ -217,6 +237,49 @@ fn copy_both_ways_with_a_real_lxd() {
     check_started(&ours, &format!("ours:{moved}"), "hello");
     let list = real.lxc_ok(&["list", "--format", "csv", "-c", "n"]);
     assert!(!list.contains(&pushed), "{list}");
+
+    // --refresh both ways: a changed file and a new snapshot arrive.
+    ours.real_lxc_ok(&["start", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&[
+        "exec",
+        &format!("ours:{oc}"),
+        "--",
+        "sh",
+        "-c",
+        "echo v2 > /root/f",
+    ]);
+    ours.real_lxc_ok(&["stop", "-f", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&["snapshot", &format!("ours:{oc}"), "s9"]);
+    ours.real_lxc_ok(&[
+        "copy",
+        "--refresh",
+        &format!("ours:{oc}"),
+        &format!("real:{back}"),
+    ]);
+    assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0", "s9"]);
+    check_started(&ours, &format!("real:{back}"), "v2");
+    ours.real_lxc_ok(&["snapshot", &format!("real:{back}"), "s10"]);
+    ours.real_lxc_ok(&[
+        "copy",
+        "--refresh",
+        &format!("real:{back}"),
+        &format!("ours:{oc}"),
+    ]);
+    assert_eq!(
+        snapshots(&ours, &format!("ours:{oc}")),
+        vec!["s0", "s10", "s9"]
+    );
+    check_started(&ours, &format!("ours:{oc}"), "v2");
+    ours.real_lxc_ok(&["start", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&[
+        "exec",
+        &format!("ours:{oc}"),
+        "--",
+        "sh",
+        "-c",
+        "echo hello > /root/f",
+    ]);
+    ours.real_lxc_ok(&["stop", "-f", &format!("ours:{oc}")]);
 
     // Running sources, --stateless: the final sync after the first pass, both ways.
     ours.real_lxc_ok(&["start", &format!("real:{rc}")]);
@@ -550,6 +613,12 @@ fn btrfs_to_btrfs_uses_send_and_receive() {
     assert_eq!(snapshots(&b, &format!("b:{t}")), vec!["s0", "s1", "s2"]);
     check_started(&b, &format!("b:{t}"), "v2");
 
+    // A snapshot as the source, by send/receive.
+    let fs = unique("bs");
+    b.real_lxc_ok(&["copy", &format!("a:{c}/s0"), &format!("b:{fs}"), "-s", "bb"]);
+    assert!(snapshots(&b, &format!("b:{fs}")).is_empty());
+    check_started(&b, &format!("b:{fs}"), "hello");
+
     // btrfs to dir falls back to rsync.
     let d = unique("bd");
     b.real_lxc_ok(&[
@@ -617,6 +686,8 @@ fn btrfs_both_ways_with_a_real_lxd() {
         "-c",
         "echo hello > /root/f && chown 1000:1000 /root/f",
     ]);
+    // One snapshot taken while it runs (its volume is then owned by the container's root).
+    ours.real_lxc_ok(&["snapshot", &format!("real:{rc}"), "s1"]);
     ours.real_lxc_ok(&["stop", "-f", &format!("real:{rc}")]);
     ours.real_lxc_ok(&["snapshot", &format!("real:{rc}"), "s0"]);
 
@@ -629,7 +700,9 @@ fn btrfs_both_ways_with_a_real_lxd() {
         "-s",
         "ob",
     ]);
-    assert_eq!(snapshots(&ours, &format!("ours:{oc}")), vec!["s0"]);
+    assert_eq!(snapshots(&ours, &format!("ours:{oc}")), vec!["s0", "s1"]);
+    ours.real_lxc_ok(&["restore", &format!("ours:{oc}"), "s1"]);
+    check_started(&ours, &format!("ours:{oc}"), "hello");
     let r = received_uuid(
         &ours
             .dir
@@ -649,7 +722,7 @@ fn btrfs_both_ways_with_a_real_lxd() {
         "-s",
         "rb",
     ]);
-    assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0"]);
+    assert_eq!(snapshots(&ours, &format!("real:{back}")), vec!["s0", "s1"]);
     let r = received_uuid(
         &real
             .dir
@@ -661,6 +734,46 @@ fn btrfs_both_ways_with_a_real_lxd() {
     check_started(&ours, &format!("real:{back}"), "hello");
     ours.real_lxc_ok(&["restore", &format!("real:{back}"), "s0"]);
     check_started(&ours, &format!("real:{back}"), "hello");
+
+    // --refresh between the btrfs pools, both ways: a new snapshot and a changed file.
+    ours.real_lxc_ok(&["start", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&[
+        "exec",
+        &format!("ours:{oc}"),
+        "--",
+        "sh",
+        "-c",
+        "echo v2 > /root/f",
+    ]);
+    ours.real_lxc_ok(&["stop", "-f", &format!("ours:{oc}")]);
+    ours.real_lxc_ok(&["snapshot", &format!("ours:{oc}"), "s2"]);
+    ours.real_lxc_ok(&[
+        "copy",
+        "--refresh",
+        &format!("ours:{oc}"),
+        &format!("real:{back}"),
+        "-s",
+        "rb",
+    ]);
+    assert_eq!(
+        snapshots(&ours, &format!("real:{back}")),
+        vec!["s0", "s1", "s2"]
+    );
+    check_started(&ours, &format!("real:{back}"), "v2");
+    ours.real_lxc_ok(&["snapshot", &format!("real:{back}"), "s3"]);
+    ours.real_lxc_ok(&[
+        "copy",
+        "--refresh",
+        &format!("real:{back}"),
+        &format!("ours:{oc}"),
+        "-s",
+        "ob",
+    ]);
+    assert_eq!(
+        snapshots(&ours, &format!("ours:{oc}")),
+        vec!["s0", "s1", "s2", "s3"]
+    );
+    check_started(&ours, &format!("ours:{oc}"), "v2");
     for c in [&rc, &back] {
         real.lxc_ok(&["delete", "-f", c]);
     }
@@ -723,6 +836,18 @@ fn zfs_to_zfs_uses_send_and_receive() {
         .unwrap();
     assert!(!text(&out.stdout).contains("migration-"));
     check_started(&b, &format!("b:{t}"), "hello");
+    // A snapshot as the source: the received dataset keeps no snapshot.
+    let zs = unique("zs");
+    b.real_lxc_ok(&["copy", &format!("a:{c}/s0"), &format!("b:{zs}"), "-s", &zb]);
+    assert!(snapshots(&b, &format!("b:{zs}")).is_empty());
+    let out = std::process::Command::new("zfs")
+        .args(["list", "-H", "-o", "name", "-t", "snapshot", "-r"])
+        .arg(format!("{zb}/containers/{zs}"))
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).trim().is_empty(), "{}", text(&out.stdout));
+    check_started(&b, &format!("b:{zs}"), "hello");
+    b.real_lxc_ok(&["delete", "-f", &format!("b:{zs}")]);
     for (r, n) in [("a", &c), ("b", &t)] {
         b.real_lxc_ok(&["delete", "-f", &format!("{r}:{n}")]);
     }
@@ -774,6 +899,14 @@ fn a_cancelled_or_dropped_transfer_leaves_the_target_clean() {
         .find(|o| o["description"] == "Creating instance")
         .map(|o| o["id"].as_str().unwrap().to_string())
         .expect("the target's operation");
+    // Progress shows in the operation's metadata as LXD reports it.
+    let progress = lxd_tests::wait_until(std::time::Duration::from_secs(10), || {
+        let op = b.query_json(&format!("/1.0/operations/{id}"));
+        op["metadata"]["fs_progress"]
+            .as_str()
+            .is_some_and(|p| p.contains("B/s)"))
+    });
+    assert!(progress, "no fs_progress in the operation");
     let (code, v) =
         lxd_tests::raw_request(&b.dir, "DELETE", &format!("/1.0/operations/{id}"), None);
     assert_eq!(code, 200, "{v}");

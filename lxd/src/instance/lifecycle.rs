@@ -95,6 +95,21 @@ async fn prepare_idmap(
     Ok((target, mode, last_state))
 }
 
+/// The volume's top directory belongs to root with mode 0100, as LXD keeps it for a stopped
+/// instance; a volume received from a running LXD container (or restored from a snapshot taken
+/// while it ran) is owned by that container's root user, which would block our mounts.
+fn own_volume_dir(volume: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = std::fs::metadata(volume).map_err(|e| crate::error::io_err("stat", volume, e))?;
+    if md.uid() != 0 || md.gid() != 0 {
+        std::os::unix::fs::chown(volume, Some(0), Some(0))
+            .map_err(|e| crate::error::io_err("chown", volume, e))?;
+        std::fs::set_permissions(volume, std::fs::Permissions::from_mode(0o100))
+            .map_err(|e| crate::error::io_err("chmod", volume, e))?;
+    }
+    Ok(())
+}
+
 pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
     let name = row.name.clone();
     match rt::probe(d, &name) {
@@ -116,6 +131,7 @@ pub async fn start_locked(d: &Arc<Daemon>, row: &InstanceRow) -> Result<()> {
     let n = name.clone();
     let p2 = pool.clone();
     let volume = tokio::task::spawn_blocking(move || p2.mount_instance(&n)).await??;
+    own_volume_dir(&volume)?;
     let rootfs = volume.join("rootfs");
 
     let (map, mode, last_state) = prepare_idmap(row, &rootfs, &expanded, pool_idmapped).await?;

@@ -26,8 +26,10 @@ pub struct Conn {
     pub rx: mpsc::Receiver<Frame>,
 }
 
-/// How long a peer may stay silent before the connection counts as dropped.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a peer may stay silent before the connection counts as dropped. A closed or reset
+/// connection ends at once; this bounds a peer that vanished without a trace. Generous: an
+/// rsync receiver checksumming a large file for a refresh sends nothing meanwhile.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn dropped() -> ApiError {
     ApiError::bad_request("The migration connection was closed by the other side")
@@ -42,10 +44,20 @@ impl Conn {
             .map_err(|_| dropped())
     }
 
-    /// The next binary message (a protobuf header or control message).
+    /// The next binary message (a protobuf header or control message), within `IDLE_TIMEOUT`.
     pub async fn recv_msg(&mut self) -> Result<Vec<u8>> {
+        self.recv_msg_within(Some(IDLE_TIMEOUT)).await
+    }
+
+    /// The next binary message; `None` waits as long as the connection lives (a control
+    /// channel watched while a long transfer runs on the other websocket).
+    pub async fn recv_msg_within(&mut self, idle: Option<Duration>) -> Result<Vec<u8>> {
         loop {
-            match tokio::time::timeout(IDLE_TIMEOUT, self.rx.recv()).await {
+            let next = match idle {
+                Some(t) => tokio::time::timeout(t, self.rx.recv()).await,
+                None => Ok(self.rx.recv().await),
+            };
+            match next {
                 Err(_) => {
                     return Err(ApiError::bad_request(
                         "Timed out waiting for the other side of the migration",

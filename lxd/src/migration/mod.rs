@@ -312,9 +312,9 @@ async fn accept(
 
 /// `POST /1.0/instances/NAME {"migration": true}`: a websocket operation the target (or the
 /// client, relaying) connects to, or with `target` set a task that dials the target.
-/// `POST /1.0/instances/NAME` (or `.../snapshots/SNAP`, `snapshot` set) with `migration`: the
-/// source side, serving the websockets (pull) or dialing the target's (push). A snapshot goes as
-/// an instance of its own: its tree by rsync, without snapshots.
+///
+/// With `snapshot` the source is that snapshot (`POST /1.0/instances/NAME/snapshots/SNAP`): it
+/// goes as an instance volume without snapshots of its own.
 pub fn start_source(
     d: &Arc<Daemon>,
     name: &str,
@@ -325,7 +325,7 @@ pub fn start_source(
     if let Some(s) = &snapshot {
         d.db.snapshot(name, s)?;
     }
-    let running = rt::probe(d, name).is_active();
+    let running = snapshot.is_none() && rt::probe(d, name).is_active();
     if req.live && running {
         return Err(ApiError::bad_request(
             "Unable to perform container live migration. CRIU isn't installed on the source server",
@@ -357,12 +357,16 @@ pub fn start_source(
                 };
                 let control = dial("control").await?;
                 let fs = dial("fs").await?;
-                let from = Source {
-                    name: &name,
-                    snapshot: snapshot.as_deref(),
+                run_source(
+                    &d2,
+                    &op,
+                    &name,
+                    snapshot.as_deref(),
                     instance_only,
-                };
-                run_source(&d2, &op, from, control, fs).await?;
+                    control,
+                    fs,
+                )
+                .await?;
                 Ok(None)
             },
         ));
@@ -379,59 +383,60 @@ pub fn start_source(
         secrets,
         move |op, sockets| async move {
             let (control, fs) = accept(sockets).await?;
-            let from = Source {
-                name: &name,
-                snapshot: snapshot.as_deref(),
+            run_source(
+                &d2,
+                &op,
+                &name,
+                snapshot.as_deref(),
                 instance_only,
-            };
-            run_source(&d2, &op, from, control, fs).await?;
+                control,
+                fs,
+            )
+            .await?;
             Ok(None)
         },
     ))
 }
 
-/// What a source sends: an instance (with its snapshots unless `instance_only`) or one snapshot.
-#[derive(Debug, Clone, Copy)]
-struct Source<'a> {
-    name: &'a str,
-    snapshot: Option<&'a str>,
-    instance_only: bool,
-}
-
 async fn run_source(
     d: &Arc<Daemon>,
     op: &Arc<Op>,
-    from: Source<'_>,
+    name: &str,
+    snapshot: Option<&str>,
+    instance_only: bool,
     mut control: Conn,
     mut fs: Conn,
 ) -> Result<()> {
-    let name = from.name;
     let lock = d.instance_lock(name);
     let _g = lock.lock().await;
     let row = d.db.instance(name)?;
     let pool = d.pool(&row.pool)?;
     let info = pool.info();
-    let running = from.snapshot.is_none() && rt::probe(d, name).is_active();
+    let running = snapshot.is_none() && rt::probe(d, name).is_active();
+    let disk_idmap = match snapshot {
+        Some(s) => {
+            d.db.snapshot(name, s)?
+                .config
+                .get("volatile.last_state.idmap")
+                .cloned()
+        }
+        None => row.config.get("volatile.last_state.idmap").cloned(),
+    };
     // A running instance goes by rsync, twice (LXD's multi-sync): the second pass catches up.
-    // A snapshot goes by rsync too (a native stream would carry the instance it belongs to).
-    let types = if running || from.snapshot.is_some() {
+    let types = if running {
         vec![proto::FS_RSYNC]
     } else {
         pool_types(info.driver)
     };
-    let snapshots = if from.instance_only || from.snapshot.is_some() {
+    let snapshots = if instance_only || snapshot.is_some() {
         vec![]
     } else {
         d.db.snapshots(name)?
     };
-    let config = match from.snapshot {
-        Some(s) => d.db.snapshot(name, s)?.config,
-        None => row.config.clone(),
-    };
     let mut offer = MigrationHeader {
         fs: types[0],
         criu: running.then_some(proto::CRIU_NONE),
-        idmap: idmap_to_proto(config.get("volatile.last_state.idmap")),
+        idmap: idmap_to_proto(disk_idmap.as_ref()),
         snapshot_names: snapshots.iter().map(|s| s.name.clone()).collect(),
         snapshots: snapshots.iter().map(snapshot_to_proto).collect(),
         predump: Some(false),
@@ -462,7 +467,7 @@ async fn run_source(
             rsync_features: features,
             final_sync,
             refresh: resp.refresh == Some(true),
-            from_snapshot: from.snapshot.map(str::to_string),
+            from_snapshot: snapshot.map(str::to_string),
         };
         let transfer = volumes::send(d, op, &pool, &plan, &mut fs);
         tokio::pin!(transfer);
@@ -476,7 +481,7 @@ async fn run_source(
                 r?;
                 decode(control.recv_msg().await?)?
             }
-            m = control.recv_msg() => {
+            m = control.recv_msg_within(None) => {
                 let c = decode(m?)?;
                 if c.success {
                     transfer.await?;
@@ -792,7 +797,7 @@ async fn sink_locked(
     let transfer = volumes::recv(d, op, &pool, &plan, fs, made, &mut on_snapshot);
     tokio::select! {
         r = transfer => r?,
-        m = control.recv_msg() => {
+        m = control.recv_msg_within(None) => {
             let m = m?;
             let c = MigrationControl::decode(&m).map_err(|e| ApiError::bad_request(e.to_string()))?;
             return Err(ApiError::bad_request(c.message.unwrap_or_else(|| "Migration failed on the source".into())));
@@ -813,4 +818,82 @@ async fn sink_locked(
     std::os::unix::fs::symlink(&path, &link)
         .map_err(|e| crate::error::io_err("create symlink", &link, e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_round_trip_through_protobuf() {
+        let mut root = BTreeMap::new();
+        root.insert("type".to_string(), "disk".to_string());
+        root.insert("path".to_string(), "/".to_string());
+        root.insert("pool".to_string(), "src-pool".to_string());
+        let mut devices = lxd_api::DevicesMap::new();
+        devices.insert("root".into(), root.into_iter().collect());
+        let mut config = lxd_api::ConfigMap::new();
+        config.insert("user.a".into(), "b".into());
+        let row = SnapshotRow {
+            id: 7,
+            instance_id: 3,
+            name: "s0".into(),
+            architecture: "x86_64".into(),
+            stateful: false,
+            description: String::new(),
+            created_at: "2026-11-28T03:00:00Z".into(),
+            expires_at: lxd_api::ZERO_TIME.into(),
+            config,
+            devices,
+            profiles: vec!["default".into()],
+            ephemeral: false,
+        };
+        let p = snapshot_to_proto(&row);
+        assert_eq!(p.architecture, 2);
+        assert_eq!(p.expiry_date, Some(-62_135_596_800));
+        let wire = MigrationHeader {
+            snapshots: vec![p],
+            ..Default::default()
+        }
+        .encode();
+        let back = &MigrationHeader::decode(&wire).unwrap().snapshots[0];
+        let r = snapshot_from_proto(back, "dst-pool");
+        assert_eq!(r.name, "s0");
+        assert_eq!(r.architecture, "x86_64");
+        assert_eq!(
+            r.created_at.parse::<jiff::Timestamp>().unwrap(),
+            "2026-11-28T03:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        assert_eq!(r.expires_at, lxd_api::ZERO_TIME);
+        assert_eq!(r.config["user.a"], "b");
+        assert_eq!(r.devices["root"]["pool"], "dst-pool");
+        assert_eq!(r.profiles, vec!["default".to_string()]);
+    }
+
+    #[test]
+    fn rsync_features_fall_back_to_lxd_3_7() {
+        let mut h = MigrationHeader::default();
+        assert_eq!(
+            effective_rsync_features(&h),
+            vec!["xattrs", "delete", "compress"]
+        );
+        h.rsync_features = Some(rsync_features_msg(&["delete", "bidirectional"]));
+        assert_eq!(
+            effective_rsync_features(&h),
+            vec!["delete", "bidirectional"]
+        );
+    }
+
+    #[test]
+    fn idmaps_convert_both_ways() {
+        let v = r#"[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":65536},{"Isuid":false,"Isgid":true,"Hostid":100000,"Nsid":0,"Maprange":65536}]"#;
+        let p = idmap_to_proto(Some(&v.to_string()));
+        assert_eq!(p.len(), 2);
+        assert!(p[0].isuid && !p[0].isgid && p[0].hostid == 100000);
+        let back: serde_json::Value = serde_json::from_str(&idmap_from_proto(&p)).unwrap();
+        let want: serde_json::Value = serde_json::from_str(v).unwrap();
+        assert_eq!(back, want);
+        assert!(idmap_to_proto(Some(&"[]".to_string())).is_empty());
+        assert_eq!(idmap_from_proto(&[]), "[]");
+    }
 }

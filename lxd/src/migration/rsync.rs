@@ -66,15 +66,21 @@ pub fn send_args(path: &Path, features: &[&str], rsh: &str) -> Vec<String> {
 }
 
 /// Copy websocket frames into `w` until the barrier; None from the channel is a dropped peer.
+/// `idle` bounds the silence on the data direction; the other direction (the receiver's
+/// replies to a sender) may rightly stay silent while a large file goes the other way.
 async fn ws_to_writer<W: AsyncWrite + Unpin>(
     rx: &mut mpsc::Receiver<Frame>,
     mut w: Option<W>,
     tracker: &mut Tracker,
+    idle: Option<Duration>,
 ) -> Result<()> {
     loop {
-        let f = tokio::time::timeout(IDLE_TIMEOUT, rx.recv())
-            .await
-            .map_err(|_| ApiError::bad_request("Timed out waiting for migration data"))?;
+        let f = match idle {
+            Some(t) => tokio::time::timeout(t, rx.recv())
+                .await
+                .map_err(|_| ApiError::bad_request("Timed out waiting for migration data"))?,
+            None => rx.recv().await,
+        };
         match f {
             None => {
                 return Err(ApiError::bad_request(
@@ -176,7 +182,7 @@ pub async fn recv(
     let tx = conn.tx.clone();
     let mut out_tracker = Tracker::silent();
     let (a, b) = tokio::join!(
-        ws_to_writer(&mut conn.rx, stdin, tracker),
+        ws_to_writer(&mut conn.rx, stdin, tracker, Some(IDLE_TIMEOUT)),
         reader_to_ws(stdout, tx, &mut out_tracker)
     );
     let res = finish("receive", path, child, stderr).await;
@@ -233,7 +239,7 @@ pub async fn send(
     let mut in_tracker = Tracker::silent();
     let (a, b) = tokio::join!(
         reader_to_ws(rd, tx, tracker),
-        ws_to_writer(&mut conn.rx, Some(wr), &mut in_tracker)
+        ws_to_writer(&mut conn.rx, Some(wr), &mut in_tracker, None)
     );
     finish("send", path, child, stderr).await?;
     a?;

@@ -28,7 +28,7 @@ pub struct SendPlan {
     pub rsync_features: Vec<&'static str>,
     pub final_sync: bool,
     pub refresh: bool,
-    /// Send this snapshot's tree as the instance volume (a snapshot copied to a new instance).
+    /// Send this snapshot as the instance volume (a copy of a snapshot to another server).
     pub from_snapshot: Option<String>,
 }
 
@@ -101,7 +101,7 @@ async fn send_rsync(
         let path =
             blocking(move || p.mount_volume_snapshot(lxd_storage::VolumeType::Container, &n, &s))
                 .await?;
-        let mut t = Tracker::new(op, snap);
+        let mut t = Tracker::new(op, &name);
         let res = rsync::send(&d.exe, &name, &path, fs, &plan.rsync_features, &mut t).await;
         let (p, n, s) = (pool.clone(), name.clone(), snap.clone());
         let _ =
@@ -346,6 +346,12 @@ async fn send_btrfs(op: &Arc<Op>, pool: &Pool, plan: &SendPlan, fs: &mut Conn) -
             .last()
             .map(|s| pool.snapshot_path(name, s));
     }
+    if let Some(snap) = &plan.from_snapshot {
+        // Already a read-only subvolume.
+        let mut t = Tracker::new(op, name);
+        let path = pool.snapshot_path(name, snap);
+        return send_stream(btrfs_send_cmd(&path, None), fs, &mut t).await;
+    }
     // A writable subvolume cannot be sent: send a read-only snapshot of it.
     let dir = scratch(pool)?;
     let ro = dir.join(".migration-send");
@@ -457,6 +463,11 @@ fn need_dataset(pool: &Pool, name: &str) -> Result<String> {
 /// instance relative to the last; the target receives them into one dataset.
 async fn send_zfs(op: &Arc<Op>, pool: &Pool, plan: &SendPlan, fs: &mut Conn) -> Result<()> {
     let ds = need_dataset(pool, &plan.name)?;
+    if let Some(snap) = &plan.from_snapshot {
+        let full = format!("{ds}@snapshot-{snap}");
+        let mut t = Tracker::new(op, &plan.name);
+        return send_stream(zfs_cmd(&["send", &full]), fs, &mut t).await;
+    }
     let mut prev: Option<String> = None;
     for snap in &plan.snapshots {
         let full = format!("{ds}@snapshot-{snap}");
@@ -520,8 +531,8 @@ async fn recv_zfs(
     let mut t = Tracker::new(op, &plan.name);
     made.volume = true;
     recv_stream(zfs_cmd(&args), fs, &mut t).await?;
-    let (p, n) = (pool.clone(), plan.name.clone());
-    let path = blocking(move || p.adopt_received_instance(&n)).await?;
+    let (p, n, keep) = (pool.clone(), plan.name.clone(), plan.snapshots.clone());
+    let path = blocking(move || p.adopt_received_instance(&n, &keep)).await?;
     fix_top_dir(&path)
 }
 
