@@ -116,6 +116,15 @@ fn our_client_copies_and_moves_between_servers() {
     let cfg = b.lxc_ok(&["config", "show", &moved]);
     assert!(cfg.contains("volatile.base_image"), "{cfg}");
 
+    // The received snapshots are the instance's past, not aliases of its files: an in-place
+    // write in the instance leaves s3 (taken when /root/f said "two") as it was.
+    exec(&b, &moved, "echo three > /root/f");
+    let chk = format!("b:{c}chk");
+    b.lxc_ok(&["copy", &format!("{moved}/s3"), &chk]);
+    b.lxc_ok(&["start", &chk]);
+    assert_eq!(exec(&b, &chk, "cat /root/f"), "two");
+    b.lxc_ok(&["delete", "-f", &chk]);
+
     // A snapshot as the source of a new instance on another server.
     let from_snap = format!("a:{c}snap");
     b.lxc_ok(&["copy", &format!("{moved}/s1"), &from_snap]);

@@ -33,7 +33,9 @@ pub fn feature_args(features: &[&str]) -> Vec<String> {
 }
 
 /// The receiving side's command line (`rsync.Recv`).
-pub fn recv_args(path: &Path, features: &[&str]) -> Vec<String> {
+/// `link_dest`: a previous tree whose unchanged files are hard-linked instead of written (our
+/// receiver's choice, invisible to the sender; only ever between read-only snapshots).
+pub fn recv_args(path: &Path, features: &[&str], link_dest: Option<&Path>) -> Vec<String> {
     let mut args: Vec<String> = [
         "--server",
         "-vlogDtpre.iLsfx",
@@ -46,6 +48,9 @@ pub fn recv_args(path: &Path, features: &[&str]) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     args.extend(feature_args(features));
+    if let Some(l) = link_dest {
+        args.push(format!("--link-dest={}", l.display()));
+    }
     args.push(".".into());
     args.push(format!("{}/", path.display()));
     args
@@ -164,12 +169,13 @@ fn read_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<Str
 /// Receive one rsync stream into `path` (`rsync.Recv`).
 pub async fn recv(
     path: &Path,
+    link_dest: Option<&Path>,
     conn: &mut Conn,
     features: &[&str],
     tracker: &mut Tracker,
 ) -> Result<()> {
     let mut child = tokio::process::Command::new("rsync")
-        .args(recv_args(path, features))
+        .args(recv_args(path, features, link_dest))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -292,7 +298,11 @@ mod tests {
 
     #[test]
     fn arguments_match_lxd() {
-        let a = recv_args(Path::new("/p/c1"), &["xattrs", "delete", "bidirectional"]);
+        let a = recv_args(
+            Path::new("/p/c1"),
+            &["xattrs", "delete", "bidirectional"],
+            None,
+        );
         assert_eq!(a[0], "--server");
         assert_eq!(a[1], "-vlogDtpre.iLsfx");
         assert!(a.contains(&"--xattrs".to_string()));

@@ -119,6 +119,50 @@ async fn send_rsync(
     Ok(())
 }
 
+/// New snapshots on a dir pool: each is received straight into its snapshot directory, files
+/// unchanged since the previous one hard-linked to it (snapshots are read-only, so they may share
+/// inodes; the instance never does), then the instance volume starts as a parallel copy of the
+/// newest snapshot and rsync sends only what changed since. Instead of a full copy per snapshot,
+/// as a dir pool's snapshot otherwise costs, one copy in all.
+async fn recv_dir_snapshots(
+    op: &Arc<Op>,
+    pool: &Pool,
+    plan: &RecvPlan,
+    fs: &mut Conn,
+    on_snapshot: &mut (dyn FnMut(&str) -> Result<()> + Send),
+) -> Result<()> {
+    use lxd_storage::VolumeType::Container;
+    let mut prev: Option<PathBuf> = None;
+    for snap in &plan.snapshots {
+        let dir = pool.volume_snapshot_path(Container, &plan.name, snap);
+        if let Some(parent) = dir.parent() {
+            mkdir_private(parent)?;
+        }
+        std::fs::create_dir(&dir).map_err(|e| crate::error::io_err("create", &dir, e))?;
+        let mut t = Tracker::new(op, snap);
+        rsync::recv(&dir, prev.as_deref(), fs, &plan.rsync_features, &mut t).await?;
+        fix_top_dir(&dir)?;
+        on_snapshot(snap)?;
+        prev = Some(dir);
+    }
+    if let Some(newest) = plan.snapshots.last().cloned() {
+        let (p, n) = (pool.clone(), plan.name.clone());
+        blocking(move || p.restore_snapshot(&n, &newest)).await?;
+    }
+    Ok(())
+}
+
+/// A directory only root may enter (a dir pool's per-instance snapshot directory).
+fn mkdir_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(crate::error::io_err("create", dir, e))
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn recv_rsync(
     d: &Arc<Daemon>,
     op: &Arc<Op>,
@@ -137,18 +181,22 @@ async fn recv_rsync(
     }
     let (p, n) = (pool.clone(), name.clone());
     let path = blocking(move || p.mount_instance(&n)).await?;
-    for snap in &plan.snapshots {
-        let mut t = Tracker::new(op, snap);
-        rsync::recv(&path, fs, &plan.rsync_features, &mut t).await?;
-        fix_top_dir(&path)?;
-        let (p, n, s) = (pool.clone(), name.clone(), snap.clone());
-        blocking(move || p.create_snapshot(&n, &s)).await?;
-        on_snapshot(snap)?;
+    if !plan.existing && pool.info().driver == "dir" && !plan.snapshots.is_empty() {
+        recv_dir_snapshots(op, pool, plan, fs, on_snapshot).await?;
+    } else {
+        for snap in &plan.snapshots {
+            let mut t = Tracker::new(op, snap);
+            rsync::recv(&path, None, fs, &plan.rsync_features, &mut t).await?;
+            fix_top_dir(&path)?;
+            let (p, n, s) = (pool.clone(), name.clone(), snap.clone());
+            blocking(move || p.create_snapshot(&n, &s)).await?;
+            on_snapshot(snap)?;
+        }
     }
     let passes = if plan.final_sync { 2 } else { 1 };
     for _ in 0..passes {
         let mut t = Tracker::new(op, &name);
-        rsync::recv(&path, fs, &plan.rsync_features, &mut t).await?;
+        rsync::recv(&path, None, fs, &plan.rsync_features, &mut t).await?;
     }
     fix_top_dir(&path)
 }
