@@ -1,9 +1,10 @@
 //! Networking with real bridges, veths, dnsmasq and nftables, driven by the real LXD 5.0 client:
 //! managed bridges (leases, DNS between containers, static leases across restarts, NAT rules),
 //! the `lxc network` verbs, a NIC on an unmanaged host bridge served by a "physical" network in
-//! its own namespace, proxy devices and network forwards reached from a client namespace, and
-//! bad input. All traffic stays between namespaces, veths and bridges these tests make; every
-//! name is unique to the test process and everything is removed even when a test fails.
+//! its own namespace, proxy devices and network forwards reached from a client namespace, IPv6
+//! (SLAAC, ra-names, ip6 NAT, stateful DHCPv6 config), and bad input. All traffic stays between
+//! namespaces, veths and bridges these tests make; every name is unique to the test process and
+//! everything is removed even when a test fails.
 
 use lxd_tests::{TestDaemon, raw_request, root_or_skip, text, unique, wait_until};
 use std::process::Command;

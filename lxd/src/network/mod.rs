@@ -391,7 +391,7 @@ pub async fn create(d: &Arc<Daemon>, req: NetworksPost) -> Result<()> {
 }
 
 /// Bring a stored network to its configured state on the host: the bridge (created when missing,
-/// as after a host reboot), its address and MTU, IPv4 forwarding, the static host files,
+/// as after a host reboot), its addresses and MTU, IPv4/IPv6 forwarding, the static host files,
 /// dnsmasq, and the ruleset. Idempotent.
 async fn start_bridge(d: &Arc<Daemon>, row: &NetworkRow) -> Result<()> {
     let cfg = bridge_config(row)?;
