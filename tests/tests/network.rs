@@ -861,6 +861,60 @@ fn ipv6_slaac_ping_list_dns_nat_stateful_and_bad_input() {
     assert!(hosts.contains(&format!(",[{prefix}99],{c1}")), "{hosts}");
     let leases = d.real_lxc_ok(&["network", "list-leases", &n6, "--format", "csv"]);
     assert!(leases.contains(&format!("{prefix}99,STATIC")), "{leases}");
+    // A real DHCPv6 client on the container's eth0 is given the static address. busybox-static
+    // has no udhcpc6, so the host's dhclient runs in the container's network namespace only,
+    // with a no-op script and its files in a temporary directory (nothing of the host changes).
+    if sh("command -v dhclient nsenter").status.success() {
+        let pid = d.query_json(&format!("/1.0/instances/{c1}/state"))["pid"]
+            .as_i64()
+            .unwrap();
+        // dhclient binds the link-local address, usable once DAD is over.
+        assert!(wait_until(Duration::from_secs(10), || {
+            let a = text(&exec(&d, c1.as_str(), "ip -6 addr show dev eth0 scope link").stdout);
+            a.contains("fe80") && !a.contains("tentative")
+        }));
+        let tmp = tempfile::tempdir().unwrap();
+        let lf = tmp.path().join("l6");
+        let child = Command::new("nsenter")
+            .args([
+                "-t",
+                &pid.to_string(),
+                "-n",
+                "dhclient",
+                "-6",
+                "-d",
+                "-D",
+                "LL",
+            ])
+            .args(["-sf", "/bin/true", "-lf"])
+            .arg(&lf)
+            .arg("-pf")
+            .arg(tmp.path().join("p6"))
+            .arg("eth0")
+            .arg("-v")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(tmp.path().join("err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut host = HostThings::default();
+        host.children.push(child);
+        let mut lease = String::new();
+        let leased = wait_until(Duration::from_secs(15), || {
+            lease = std::fs::read_to_string(&lf).unwrap_or_default();
+            lease.contains(&format!("iaaddr {prefix}99 "))
+        });
+        assert!(
+            leased,
+            "lease: {lease}\ndhclient: {}\ndnsmasq: {}\ncontainer: {}",
+            std::fs::read_to_string(tmp.path().join("err")).unwrap_or_default(),
+            std::fs::read_to_string(d.dir.join("networks").join(&n6).join("dnsmasq.log"))
+                .unwrap_or_default(),
+            text(&exec(&d, c1.as_str(), "ip -6 addr").stdout)
+        );
+        drop(host);
+    } else {
+        eprintln!("dhclient or nsenter missing: DHCPv6 client check skipped");
+    }
     // Ranges outside the subnet are refused and the network keeps its config.
     let out = d.real_lxc(&[
         "network",
