@@ -795,6 +795,16 @@ fn ipv6_slaac_ping_list_dns_nat_stateful_and_bad_input() {
     );
     let list = d.real_lxc_ok(&["list", c1.as_str(), "-c", "n6", "--format", "csv"]);
     assert!(list.contains(&format!("{addr} (eth0)")), "{list}");
+    let info = d.real_lxc_ok(&["info", c1.as_str()]);
+    assert!(
+        info.contains(&format!("inet6: {addr}/64 (global)")),
+        "{info}"
+    );
+    let leases = d.real_lxc_ok(&["network", "list-leases", &n6, "--format", "csv"]);
+    assert!(
+        leases.contains(&format!("{},GATEWAY", gw6.trim_end_matches("/64"))),
+        "{leases}"
+    );
 
     // ra-names: dnsmasq answers AAAA for NAME.lxd once the instance has a DHCPv4 lease.
     wait_ipv4(&d, c1.as_str());
