@@ -301,7 +301,9 @@ pub fn interactive(
         let ipv6 = ask(
             input,
             out,
-            "What IPv6 address should be used? (“none”; IPv6 is not supported yet)",
+            // LXD's default here is auto; ours stays none because IPv6 routing turns on
+            // host-wide IPv6 forwarding, which we only do when asked.
+            "What IPv6 address should be used? (CIDR subnet notation, “auto” or “none”)",
             "none",
         )?;
         let (net, nic) = bridge_preseed(&name, &ipv4, &ipv6);

@@ -3,9 +3,9 @@
 //! the rest of the crate works from. Pure: the host-dependent checks (routes in use, existing
 //! interfaces) are the daemon's, with `addr`.
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub type ConfigMap = BTreeMap<String, String>;
 
@@ -100,6 +100,15 @@ pub struct BridgeConfig {
     pub mtu: Option<u32>,
     pub hwaddr: Option<[u8; 6]>,
     pub raw_dnsmasq: Option<String>,
+    /// Gateway address and prefix (`ipv6.address`); None for `none`.
+    pub ipv6: Option<Ipv6Net>,
+    pub nat6: bool,
+    pub dhcp6: bool,
+    pub dhcp6_stateful: bool,
+    pub dhcp6_ranges: Option<String>,
+    pub dhcp6_expiry: String,
+    pub routing6: bool,
+    pub firewall6: bool,
 }
 
 /// Parse a bridge CIDR: a host address with its prefix, not the network or broadcast address.
@@ -122,6 +131,40 @@ pub fn parse_ipv4_cidr(key: &str, v: &str) -> Result<Ipv4Net, Error> {
         ));
     }
     Ok(net)
+}
+
+/// Parse an IPv6 bridge CIDR: a host address with its prefix (LXD's `IsNetworkAddressCIDRV6`),
+/// not the subnet-router anycast address (all host bits zero).
+pub fn parse_ipv6_cidr(key: &str, v: &str) -> Result<Ipv6Net, Error> {
+    let net: Ipv6Net = v.parse().map_err(|_| {
+        invalid(
+            key,
+            v,
+            "expected auto, none or an address in CIDR form like fd42:1:2:3::1/64",
+        )
+    })?;
+    if net.prefix_len() == 0 || net.prefix_len() > 126 {
+        return Err(invalid(key, v, "the prefix must be between /1 and /126"));
+    }
+    if net.addr() == net.network() {
+        return Err(invalid(
+            key,
+            v,
+            "use a host address of the subnet, not its network address",
+        ));
+    }
+    if net.addr().is_multicast() || net.addr().is_loopback() {
+        return Err(invalid(key, v, "not a unicast address"));
+    }
+    Ok(net)
+}
+
+/// `START-END[,START-END...]` of one address family.
+fn valid_ranges<A: std::str::FromStr>(v: &str) -> bool {
+    v.split(',').all(|part| {
+        part.split_once('-')
+            .is_some_and(|(a, b)| a.trim().parse::<A>().is_ok() && b.trim().parse::<A>().is_ok())
+    })
 }
 
 fn valid_duration(v: &str) -> bool {
@@ -196,21 +239,18 @@ pub fn validate(config: &ConfigMap) -> Result<(), Error> {
                     "expected a duration like 1h, 30m or infinite",
                 ));
             }
-            "ipv4.dhcp.ranges" if !v.is_empty() => {
-                for part in v.split(',') {
-                    let ok = part.split_once('-').is_some_and(|(a, b)| {
-                        a.trim().parse::<Ipv4Addr>().is_ok() && b.trim().parse::<Ipv4Addr>().is_ok()
-                    });
-                    if !ok {
-                        return Err(invalid(k, v, "expected START-END[,START-END...]"));
-                    }
+            "ipv4.dhcp.ranges" if !v.is_empty() && !valid_ranges::<Ipv4Addr>(v) => {
+                return Err(invalid(k, v, "expected START-END[,START-END...]"));
+            }
+            "ipv6.dhcp.ranges" if !v.is_empty() && !valid_ranges::<Ipv6Addr>(v) => {
+                return Err(invalid(k, v, "expected START-END[,START-END...]"));
+            }
+            "ipv6.address" => match v.as_str() {
+                "" | "auto" | "none" => {}
+                _ => {
+                    parse_ipv6_cidr(k, v)?;
                 }
-            }
-            "ipv6.address" if !matches!(v.as_str(), "" | "none") => {
-                return Err(Error::Unsupported(
-                    "IPv6 on managed bridges is not supported yet (use ipv6.address=none)".into(),
-                ));
-            }
+            },
             _ => {}
         }
     }
@@ -218,7 +258,9 @@ pub fn validate(config: &ConfigMap) -> Result<(), Error> {
 }
 
 /// What LXD fills in when a bridge is created: `ipv4.address=auto` (and then `ipv4.nat=true`)
-/// unless given; IPv6 is `none` here, since we do not route IPv6 yet.
+/// unless given, and `ipv6.nat=true` with `ipv6.address=auto`. Unlike LXD, an absent
+/// `ipv6.address` stays `none`: IPv6 routing turns on host-wide IPv6 forwarding, which we only do
+/// when asked.
 pub fn fill_defaults(config: &mut ConfigMap) {
     if !config.contains_key("ipv4.address") {
         config.insert("ipv4.address".into(), "auto".into());
@@ -230,6 +272,11 @@ pub fn fill_defaults(config: &mut ConfigMap) {
         && !config.contains_key("ipv4.nat")
     {
         config.insert("ipv4.nat".into(), "true".into());
+    }
+    if config.get("ipv6.address").map(String::as_str) == Some("auto")
+        && !config.contains_key("ipv6.nat")
+    {
+        config.insert("ipv6.nat".into(), "true".into());
     }
 }
 
@@ -255,8 +302,27 @@ pub fn parse(config: &ConfigMap) -> Result<BridgeConfig, Error> {
         }
         Some(v) => Some(parse_ipv4_cidr("ipv4.address", v)?),
     };
+    let ipv6 = match config.get("ipv6.address").map(String::as_str) {
+        None | Some("") | Some("none") => None,
+        Some("auto") => {
+            return Err(invalid(
+                "ipv6.address",
+                "auto",
+                "auto must be resolved to a subnet first",
+            ));
+        }
+        Some(v) => Some(parse_ipv6_cidr("ipv6.address", v)?),
+    };
     let get = |k: &str| config.get(k).filter(|v| !v.is_empty()).cloned();
     Ok(BridgeConfig {
+        ipv6,
+        nat6: flag(config, "ipv6.nat", false),
+        dhcp6: flag(config, "ipv6.dhcp", true),
+        dhcp6_stateful: flag(config, "ipv6.dhcp.stateful", false),
+        dhcp6_ranges: get("ipv6.dhcp.ranges"),
+        dhcp6_expiry: get("ipv6.dhcp.expiry").unwrap_or_else(|| "1h".into()),
+        routing6: flag(config, "ipv6.routing", true),
+        firewall6: flag(config, "ipv6.firewall", true),
         ipv4,
         nat: flag(config, "ipv4.nat", false),
         nat_address: get("ipv4.nat.address").and_then(|v| v.parse().ok()),
@@ -340,7 +406,14 @@ mod tests {
             ("dns.mode", "loud"),
             ("ipv4.dhcp.ranges", "10.0.0.1"),
             ("ipv4.dhcp.expiry", "soon"),
-            ("ipv6.address", "auto"),
+            ("ipv6.address", "fd42::/64"),
+            ("ipv6.address", "fd42::1"),
+            ("ipv6.address", "fd42::1/128"),
+            ("ipv6.address", "10.0.0.1/24"),
+            ("ipv6.address", "fd42:zz::1/64"),
+            ("ipv6.dhcp.ranges", "fd42::10"),
+            ("ipv6.dhcp.ranges", "10.0.0.1-10.0.0.9"),
+            ("ipv6.dhcp.stateful", "maybe"),
             ("bridge.driver", "openvswitch"),
             ("tunnel.x.protocol", "vxlan"),
         ] {
@@ -353,5 +426,31 @@ mod tests {
         assert!(parse(&cfg(&[("ipv4.address", "auto")])).is_err());
         assert!(validate(&cfg(&[("ipv4.dhcp.expiry", "infinite")])).is_ok());
         assert!(validate(&cfg(&[("ipv4.dhcp.expiry", "90m")])).is_ok());
+        assert!(parse(&cfg(&[("ipv6.address", "auto")])).is_err());
+    }
+
+    #[test]
+    fn ipv6_like_lxd() {
+        let mut c = cfg(&[("ipv6.address", "auto")]);
+        fill_defaults(&mut c);
+        assert_eq!(c["ipv6.nat"], "true");
+        let mut c = cfg(&[("ipv6.address", "fd42:1:2:3::1/64")]);
+        fill_defaults(&mut c);
+        assert!(!c.contains_key("ipv6.nat"));
+        let b = parse(&cfg(&[
+            ("ipv6.address", "fd42:1:2:3::1/64"),
+            ("ipv6.dhcp.stateful", "true"),
+            ("ipv6.dhcp.ranges", "fd42:1:2:3::10-fd42:1:2:3::20"),
+        ]))
+        .unwrap();
+        assert_eq!(b.ipv6.unwrap().to_string(), "fd42:1:2:3::1/64");
+        assert!(b.dhcp6 && b.dhcp6_stateful && b.routing6 && b.firewall6 && !b.nat6);
+        assert_eq!(b.dhcp6_expiry, "1h");
+        assert!(
+            parse(&cfg(&[("ipv6.address", "none")]))
+                .unwrap()
+                .ipv6
+                .is_none()
+        );
     }
 }

@@ -4,8 +4,8 @@
 //! when it dies. dnsmasq runs in its own process group so it outlives a daemon reload (SIGTERM),
 //! and is replaced when the daemon starts again.
 
-use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -68,8 +68,8 @@ impl Paths {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsmasqConfig {
     pub bridge: String,
-    /// Gateway address and prefix of the bridge.
-    pub gateway: Ipv4Net,
+    /// IPv4 gateway address and prefix of the bridge; None without IPv4.
+    pub gateway: Option<Ipv4Net>,
     pub dhcp: bool,
     pub dhcp_ranges: Vec<(Ipv4Addr, Ipv4Addr)>,
     pub dhcp_expiry: String,
@@ -82,12 +82,26 @@ pub struct DnsmasqConfig {
     /// `raw.dnsmasq` is written to `dnsmasq.raw` and passed as the conf file.
     pub raw: Option<String>,
     pub paths: Paths,
+    /// Router advertisements and DHCPv6; None without IPv6.
+    pub ipv6: Option<Dhcp6Config>,
+}
+
+/// What dnsmasq does for IPv6 on the bridge (LXD's `ipv6.dhcp*` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dhcp6Config {
+    /// Gateway address and prefix (`ipv6.address`).
+    pub gateway: Ipv6Net,
+    /// `ipv6.dhcp`: false = router advertisements only.
+    pub dhcp: bool,
+    /// `ipv6.dhcp.stateful`: addresses from `ranges` instead of SLAAC + stateless DHCPv6.
+    pub stateful: bool,
+    pub ranges: Vec<(Ipv6Addr, Ipv6Addr)>,
+    pub expiry: String,
 }
 
 /// The dnsmasq command line (without the program name), in LXD's order.
 pub fn render_args(c: &DnsmasqConfig) -> Vec<String> {
     let p = &c.paths;
-    let gw = c.gateway.addr();
     let mut a: Vec<String> = vec![
         "--keep-in-foreground".into(),
         "--strict-order".into(),
@@ -99,29 +113,60 @@ pub fn render_args(c: &DnsmasqConfig) -> Vec<String> {
         "--quiet-dhcp".into(),
         "--quiet-dhcp6".into(),
         "--quiet-ra".into(),
-        format!("--listen-address={gw}"),
         "--no-resolv".into(),
         "--no-hosts".into(),
         "--log-facility=-".into(),
         format!("--pid-file={}", p.pid().display()),
     ];
-    if c.dhcp {
-        a.push("--dhcp-no-override".into());
-        a.push("--dhcp-authoritative".into());
-        a.push(format!("--dhcp-leasefile={}", p.leases().display()));
-        a.push(format!("--dhcp-hostsdir={}", p.hosts_dir().display()));
-        for (start, end) in &c.dhcp_ranges {
+    let mut dhcp_common = false;
+    let mut common = |a: &mut Vec<String>| {
+        if !dhcp_common {
+            dhcp_common = true;
+            a.push("--dhcp-no-override".into());
+            a.push("--dhcp-authoritative".into());
+            a.push(format!("--dhcp-leasefile={}", p.leases().display()));
+            a.push(format!("--dhcp-hostsdir={}", p.hosts_dir().display()));
+        }
+    };
+    if let Some(gw) = c.gateway {
+        a.push(format!("--listen-address={}", gw.addr()));
+        if c.dhcp {
+            common(&mut a);
+            for (start, end) in &c.dhcp_ranges {
+                a.push("--dhcp-range".into());
+                a.push(format!("{start},{end},{}", c.dhcp_expiry));
+            }
+            if let Some(r) = c.dhcp_router {
+                a.push(format!("--dhcp-option-force=3,{r}"));
+            }
+            if let Some(mtu) = c.mtu {
+                a.push(format!("--dhcp-option-force=26,{mtu}"));
+            }
+            if let Some(search) = &c.dns_search {
+                a.push(format!("--dhcp-option-force=119,{search}"));
+            }
+        }
+    }
+    if let Some(v6) = &c.ipv6 {
+        // LXD's IPv6 block of driver_bridge.go: listen on the gateway, send router
+        // advertisements, and either SLAAC + stateless DHCPv6 (names from ra-names) or ranges.
+        a.push(format!("--listen-address={}", v6.gateway.addr()));
+        a.push("--enable-ra".into());
+        if v6.dhcp {
+            common(&mut a);
+            if v6.stateful {
+                let prefix = v6.gateway.prefix_len();
+                for (start, end) in &v6.ranges {
+                    a.push("--dhcp-range".into());
+                    a.push(format!("{start},{end},{prefix},{}", v6.expiry));
+                }
+            } else {
+                a.push("--dhcp-range".into());
+                a.push(format!("::,constructor:{},ra-stateless,ra-names", c.bridge));
+            }
+        } else {
             a.push("--dhcp-range".into());
-            a.push(format!("{start},{end},{}", c.dhcp_expiry));
-        }
-        if let Some(r) = c.dhcp_router {
-            a.push(format!("--dhcp-option-force=3,{r}"));
-        }
-        if let Some(mtu) = c.mtu {
-            a.push(format!("--dhcp-option-force=26,{mtu}"));
-        }
-        if let Some(search) = &c.dns_search {
-            a.push(format!("--dhcp-option-force=119,{search}"));
+            a.push(format!("::,constructor:{},ra-only", c.bridge));
         }
     }
     if let Some(domain) = &c.domain {
@@ -141,13 +186,18 @@ pub fn render_args(c: &DnsmasqConfig) -> Vec<String> {
     a
 }
 
-/// One static host line: `mac,ip,name` with a static address, `mac,name` without (the name
-/// still registers the instance in DNS whatever hostname its DHCP client sends).
-pub fn host_entry(mac: &str, ipv4: Option<Ipv4Addr>, name: &str) -> String {
-    match ipv4 {
-        Some(ip) => format!("{mac},{ip},{name}\n"),
-        None => format!("{mac},{name}\n"),
+/// One static host line: `mac[,ipv4][,[ipv6]],name` (dnsmasq's `dhcp-host` syntax, as LXD
+/// writes it); without addresses the name still registers the instance in DNS whatever
+/// hostname its DHCP client sends.
+pub fn host_entry(mac: &str, ipv4: Option<Ipv4Addr>, ipv6: Option<Ipv6Addr>, name: &str) -> String {
+    let mut line = mac.to_string();
+    if let Some(ip) = ipv4 {
+        line.push_str(&format!(",{ip}"));
     }
+    if let Some(ip) = ipv6 {
+        line.push_str(&format!(",[{ip}]"));
+    }
+    format!("{line},{name}\n")
 }
 
 /// Replace the files of `hosts_dir` with `entries` (file name -> content). Returns true when
@@ -201,9 +251,15 @@ pub fn parse_leases(text: &str) -> Vec<Lease> {
             if f.len() < 4 || f[0] == "duid" {
                 return None;
             }
+            // DHCPv6 lines are `EXPIRY IAID IPV6 HOSTNAME DUID`: the MAC is inside the DUID.
+            let mac = if f[2].contains(':') {
+                f.get(4).and_then(|d| mac_of_duid(d)).unwrap_or_default()
+            } else {
+                f[1].to_ascii_lowercase()
+            };
             Some(Lease {
                 expiry: f[0].parse().unwrap_or(0),
-                mac: f[1].to_ascii_lowercase(),
+                mac,
                 ip: f[2].to_string(),
                 hostname: if f[3] == "*" {
                     String::new()
@@ -213,6 +269,17 @@ pub fn parse_leases(text: &str) -> Vec<Lease> {
             })
         })
         .collect()
+}
+
+/// The Ethernet address in a DUID-LLT (type 1) or DUID-LL (type 3) of hardware type 1.
+fn mac_of_duid(duid: &str) -> Option<String> {
+    let b: Vec<&str> = duid.split(':').collect();
+    let mac = match b.as_slice() {
+        ["00", "01", "00", "01", rest @ ..] if rest.len() == 10 => &rest[4..],
+        ["00", "03", "00", "01", rest @ ..] if rest.len() == 6 => rest,
+        _ => return None,
+    };
+    Some(mac.join(":").to_ascii_lowercase())
 }
 
 pub fn read_leases(paths: &Paths) -> Vec<Lease> {
@@ -469,7 +536,7 @@ mod tests {
         let gw: Ipv4Net = "10.4.5.1/24".parse().unwrap();
         DnsmasqConfig {
             bridge: "lxt1".into(),
-            gateway: gw,
+            gateway: Some(gw),
             dhcp: true,
             dhcp_ranges: crate::addr::dhcp_ranges(&gw, None).unwrap(),
             dhcp_expiry: "1h".into(),
@@ -479,7 +546,64 @@ mod tests {
             mtu: None,
             raw: None,
             paths: Paths::new("/var/lib/lxd/networks/lxt1"),
+            ipv6: None,
         }
+    }
+
+    fn v6(stateful: bool) -> Dhcp6Config {
+        let gw: Ipv6Net = "fd42:1:2:3::1/64".parse().unwrap();
+        Dhcp6Config {
+            gateway: gw,
+            dhcp: true,
+            stateful,
+            ranges: crate::addr::dhcp_ranges_v6(&gw, Some("fd42:1:2:3::10-fd42:1:2:3::20"))
+                .unwrap(),
+            expiry: "1h".into(),
+        }
+    }
+
+    #[test]
+    fn renders_ipv6_as_lxd() {
+        let mut c = config();
+        c.ipv6 = Some(v6(false));
+        let s = render_args(&c).join(" ");
+        assert!(
+            s.contains(
+                "--dhcp-range 10.4.5.2,10.4.5.254,1h --listen-address=fd42:1:2:3::1 --enable-ra \
+             --dhcp-range ::,constructor:lxt1,ra-stateless,ra-names -s lxd"
+            ),
+            "{s}"
+        );
+        assert_eq!(s.matches("--dhcp-no-override").count(), 1);
+        c.ipv6 = Some(v6(true));
+        let s = render_args(&c).join(" ");
+        assert!(
+            s.contains("--dhcp-range fd42:1:2:3::10,fd42:1:2:3::20,64,1h"),
+            "{s}"
+        );
+        assert!(!s.contains("ra-stateless"));
+        // IPv6 only, DHCPv6 off: router advertisements only, no lease file.
+        let mut c = config();
+        c.gateway = None;
+        let mut v = v6(false);
+        v.dhcp = false;
+        c.ipv6 = Some(v);
+        let s = render_args(&c).join(" ");
+        assert!(
+            s.contains("--dhcp-range ::,constructor:lxt1,ra-only"),
+            "{s}"
+        );
+        assert!(!s.contains("--dhcp-leasefile"));
+        assert!(!s.contains("--listen-address=10."));
+        assert_eq!(
+            host_entry(
+                "00:16:3e:00:00:03",
+                None,
+                Some("fd42::9".parse().unwrap()),
+                "c3"
+            ),
+            "00:16:3e:00:00:03,[fd42::9],c3\n"
+        );
     }
 
     #[test]
@@ -527,11 +651,16 @@ mod tests {
     #[test]
     fn host_entries_and_files() {
         assert_eq!(
-            host_entry("00:16:3e:00:00:01", Some("10.4.5.9".parse().unwrap()), "c1"),
+            host_entry(
+                "00:16:3e:00:00:01",
+                Some("10.4.5.9".parse().unwrap()),
+                None,
+                "c1"
+            ),
             "00:16:3e:00:00:01,10.4.5.9,c1\n"
         );
         assert_eq!(
-            host_entry("00:16:3e:00:00:02", None, "c2"),
+            host_entry("00:16:3e:00:00:02", None, None, "c2"),
             "00:16:3e:00:00:02,c2\n"
         );
         let dir = tempfile::tempdir().unwrap();
@@ -555,9 +684,12 @@ mod tests {
         let l = parse_leases(
             "1700003600 00:16:3e:AA:bb:cc 10.4.5.17 c1 01:00:16:3e:aa:bb:cc\n\
              1700003600 00:16:3e:00:00:02 10.4.5.18 * *\n\
-             duid 00:01:00:01\n",
+             duid 00:01:00:01\n\
+             1700003600 1234 fd42::17 c3 00:03:00:01:00:16:3E:00:00:03\n",
         );
-        assert_eq!(l.len(), 2);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[2].ip, "fd42::17");
+        assert_eq!(l[2].mac, "00:16:3e:00:00:03");
         assert_eq!(l[0].mac, "00:16:3e:aa:bb:cc");
         assert_eq!(l[0].ip, "10.4.5.17");
         assert_eq!(l[0].hostname, "c1");

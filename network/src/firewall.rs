@@ -8,7 +8,7 @@
 //! `add chain` before each `delete chain` makes the delete safe when the chain is missing; nft
 //! 1.0.6 has no `destroy`), then recreates the chains the bridge still needs.
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::Ipv4Addr;
@@ -75,6 +75,15 @@ pub struct BridgeRules {
     /// `ipv4.routing`: accept forwarding to and from the bridge.
     pub routing: bool,
     pub dnats: Vec<Dnat>,
+    /// The bridge's IPv6 subnet; None when it has no IPv6 address (then the `ipv6.*` flags
+    /// below are ignored).
+    pub subnet6: Option<Ipv6Net>,
+    /// `ipv6.nat`: masquerade traffic leaving the IPv6 subnet.
+    pub nat6: bool,
+    /// `ipv6.firewall`: accept DNS, DHCPv6 and neighbour discovery from the bridge.
+    pub firewall6: bool,
+    /// `ipv6.routing`: accept IPv6 forwarding to and from the bridge.
+    pub routing6: bool,
 }
 
 impl BridgeRules {
@@ -89,6 +98,10 @@ impl BridgeRules {
             firewall: false,
             routing: false,
             dnats: vec![],
+            subnet6: None,
+            nat6: false,
+            firewall6: false,
+            routing6: false,
         }
     }
 }
@@ -176,6 +189,15 @@ pub fn render_ruleset(bridges: &[BridgeRules]) -> Result<String, Error> {
                 comment(&format!("nat {br}"))
             ));
         }
+        if b.nat6
+            && let Some(net) = b.subnet6
+        {
+            let net = net.trunc();
+            pstrt.push(format!(
+                "ip6 saddr {net} ip6 daddr != {net} masquerade {}",
+                comment(&format!("nat6 {br}"))
+            ));
+        }
         // Hairpin: a client on the bridge reaching a forwarded port of a neighbour must see the
         // reply come back through the host.
         for d in &b.dnats {
@@ -193,16 +215,37 @@ pub fn render_ruleset(bridges: &[BridgeRules]) -> Result<String, Error> {
             &pstrt,
         );
 
-        let fwd: Vec<String> = if b.routing {
+        let v6 = b.subnet6.is_some();
+        let fwd: Vec<String> = if b.routing && (!v6 || b.routing6) {
             vec![
                 format!("iifname \"{br}\" accept"),
                 format!("oifname \"{br}\" accept"),
             ]
         } else {
-            vec![
-                format!("ip version 4 oifname \"{br}\" reject with icmp port-unreachable"),
-                format!("ip version 4 iifname \"{br}\" reject with icmp port-unreachable"),
-            ]
+            let mut r = if b.routing {
+                vec![
+                    format!("meta nfproto ipv4 iifname \"{br}\" accept"),
+                    format!("meta nfproto ipv4 oifname \"{br}\" accept"),
+                ]
+            } else {
+                vec![
+                    format!("ip version 4 oifname \"{br}\" reject with icmp port-unreachable"),
+                    format!("ip version 4 iifname \"{br}\" reject with icmp port-unreachable"),
+                ]
+            };
+            if v6 {
+                if b.routing6 {
+                    r.push(format!("meta nfproto ipv6 iifname \"{br}\" accept"));
+                    r.push(format!("meta nfproto ipv6 oifname \"{br}\" accept"));
+                } else {
+                    for dir in ["oifname", "iifname"] {
+                        r.push(format!(
+                            "meta nfproto ipv6 {dir} \"{br}\" reject with icmpv6 port-unreachable"
+                        ));
+                    }
+                }
+            }
+            r
         };
         chain(
             "fwd",
@@ -210,29 +253,43 @@ pub fn render_ruleset(bridges: &[BridgeRules]) -> Result<String, Error> {
             &fwd,
         );
 
+        let (mut inp, mut out) = (Vec::new(), Vec::new());
+        if b.firewall || (v6 && b.firewall6) {
+            // DNS is the same service for both families.
+            for (v, d) in [(&mut inp, "dport"), (&mut out, "sport")] {
+                let dir = if d == "dport" { "iifname" } else { "oifname" };
+                v.push(format!("{dir} \"{br}\" tcp {d} 53 accept"));
+                v.push(format!("{dir} \"{br}\" udp {d} 53 accept"));
+            }
+        }
         if b.firewall {
             let icmp = "icmp type { destination-unreachable, time-exceeded, parameter-problem }";
-            chain(
-                "in",
-                "type filter hook input priority filter; policy accept;",
-                &[
-                    format!("iifname \"{br}\" tcp dport 53 accept"),
-                    format!("iifname \"{br}\" udp dport 53 accept"),
-                    format!("iifname \"{br}\" {icmp} accept"),
-                    format!("iifname \"{br}\" udp dport 67 accept"),
-                ],
-            );
-            chain(
-                "out",
-                "type filter hook output priority filter; policy accept;",
-                &[
-                    format!("oifname \"{br}\" tcp sport 53 accept"),
-                    format!("oifname \"{br}\" udp sport 53 accept"),
-                    format!("oifname \"{br}\" {icmp} accept"),
-                    format!("oifname \"{br}\" udp sport 67 accept"),
-                ],
-            );
+            inp.push(format!("iifname \"{br}\" {icmp} accept"));
+            inp.push(format!("iifname \"{br}\" udp dport 67 accept"));
+            out.push(format!("oifname \"{br}\" {icmp} accept"));
+            out.push(format!("oifname \"{br}\" udp sport 67 accept"));
         }
+        if v6 && b.firewall6 {
+            // Neighbour discovery, router solicitations/advertisements and DHCPv6 (LXD's
+            // ICMPDHCPDNSAccess for IPv6).
+            let icmp6 = "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, \
+                         parameter-problem, nd-router-solicit, nd-router-advert, \
+                         nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report }";
+            inp.push(format!("iifname \"{br}\" {icmp6} accept"));
+            inp.push(format!("iifname \"{br}\" udp dport 547 accept"));
+            out.push(format!("oifname \"{br}\" {icmp6} accept"));
+            out.push(format!("oifname \"{br}\" udp sport 547 accept"));
+        }
+        chain(
+            "in",
+            "type filter hook input priority filter; policy accept;",
+            &inp,
+        );
+        chain(
+            "out",
+            "type filter hook output priority filter; policy accept;",
+            &out,
+        );
 
         let dnat: Vec<String> = b.dnats.iter().map(dnat_rule).collect();
         chain(
@@ -301,7 +358,36 @@ mod tests {
             firewall: true,
             routing: true,
             dnats: vec![],
+            subnet6: None,
+            nat6: false,
+            firewall6: false,
+            routing6: false,
         }
+    }
+
+    #[test]
+    fn renders_ipv6_masquerade_and_filters() {
+        let mut b = bridge();
+        b.subnet6 = Some("fd42:1:2:3::1/64".parse().unwrap());
+        b.nat6 = true;
+        b.firewall6 = true;
+        b.routing6 = true;
+        let s = render_ruleset(&[b.clone()]).unwrap();
+        assert!(s.contains(
+            "ip6 saddr fd42:1:2:3::/64 ip6 daddr != fd42:1:2:3::/64 masquerade comment \"nat6 lxt1\""
+        ));
+        assert!(s.contains("ip saddr 10.7.8.0/24 ip daddr != 10.7.8.0/24 masquerade"));
+        assert!(s.contains("iifname \"lxt1\" udp dport 547 accept"));
+        assert!(s.contains("nd-router-advert"));
+        assert!(s.contains("iifname \"lxt1\" accept"));
+        b.routing6 = false;
+        b.nat6 = false;
+        let s = render_ruleset(&[b]).unwrap();
+        assert!(!s.contains("ip6 saddr"));
+        assert!(s.contains("meta nfproto ipv4 iifname \"lxt1\" accept"));
+        assert!(
+            s.contains("meta nfproto ipv6 oifname \"lxt1\" reject with icmpv6 port-unreachable")
+        );
     }
 
     #[test]

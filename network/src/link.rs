@@ -3,7 +3,7 @@
 //! interface it failed on.
 
 use futures_util::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -331,11 +331,17 @@ impl Netlink {
         Ok(out)
     }
 
-    pub async fn add_address(&self, index: u32, net: Ipv4Net, name: &str) -> Result<(), Error> {
+    pub async fn add_address(
+        &self,
+        index: u32,
+        net: impl Into<IpNet>,
+        name: &str,
+    ) -> Result<(), Error> {
+        let net: IpNet = net.into();
         match self
             .handle
             .address()
-            .add(index, IpAddr::V4(net.addr()), net.prefix_len())
+            .add(index, net.addr(), net.prefix_len())
             .execute()
             .await
         {
@@ -366,6 +372,51 @@ impl Netlink {
             if let Some(a) = parse_address(&m)
                 && let IpAddr::V4(v4) = a.addr
                 && Some((v4, a.prefix)) == keep.map(|k| (k.addr(), k.prefix_len()))
+            {
+                continue;
+            }
+            doomed.push(m);
+        }
+        for m in doomed {
+            self.handle
+                .address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(nl("remove an address from", name))?;
+        }
+        Ok(())
+    }
+}
+
+impl Netlink {
+    /// Remove every IPv6 address of a link except `keep` and the link-local ones (the kernel's,
+    /// which neighbour discovery and router advertisements need).
+    pub async fn remove_ipv6_except(
+        &self,
+        index: u32,
+        keep: Option<Ipv6Net>,
+        name: &str,
+    ) -> Result<(), Error> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut doomed = Vec::new();
+        while let Some(m) = s.try_next().await.map_err(nl("list addresses of", name))? {
+            if m.header.family != AddressFamily::Inet6 {
+                continue;
+            }
+            let Some(a) = parse_address(&m) else {
+                continue;
+            };
+            let IpAddr::V6(v6) = a.addr else {
+                continue;
+            };
+            if (v6.segments()[0] & 0xffc0) == 0xfe80
+                || Some((v6, a.prefix)) == keep.map(|k| (k.addr(), k.prefix_len()))
             {
                 continue;
             }

@@ -1,9 +1,10 @@
 //! Networking with real bridges, veths, dnsmasq and nftables, driven by the real LXD 5.0 client:
 //! managed bridges (leases, DNS between containers, static leases across restarts, NAT rules),
 //! the `lxc network` verbs, a NIC on an unmanaged host bridge served by a "physical" network in
-//! its own namespace, proxy devices and network forwards reached from a client namespace, and
-//! bad input. All traffic stays between namespaces, veths and bridges these tests make; every
-//! name is unique to the test process and everything is removed even when a test fails.
+//! its own namespace, proxy devices and network forwards reached from a client namespace, IPv6
+//! (SLAAC, ra-names, ip6 NAT, stateful DHCPv6 config), and bad input. All traffic stays between
+//! namespaces, veths and bridges these tests make; every name is unique to the test process and
+//! everything is removed even when a test fails.
 
 use lxd_tests::{TestDaemon, raw_request, root_or_skip, text, unique, wait_until};
 use std::process::Command;
@@ -692,4 +693,302 @@ fn proxy_devices_and_forwards_reach_a_web_server() {
     assert!(!rules.contains(&format!("proxy {web}/nat")), "{rules}");
     assert!(!rules.contains(&format!("forward {host_ip}")), "{rules}");
     assert_eq!(fetch(base + 2), "");
+}
+
+fn ipv6_global(d: &TestDaemon, c: &str) -> Option<String> {
+    let st = d.query_json(&format!("/1.0/instances/{c}/state"));
+    st["network"]["eth0"]["addresses"]
+        .as_array()?
+        .iter()
+        .find(|a| a["family"] == "inet6" && a["scope"] == "global")
+        .and_then(|a| a["address"].as_str().map(str::to_string))
+}
+
+/// A bad `lxc network create`: one-line error, and no interface or row left.
+fn create_fails(d: &TestDaemon, name: &str, args: &[&str], want: &str) {
+    let mut a = vec!["network", "create", name];
+    a.extend_from_slice(args);
+    let out = d.real_lxc(&a);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{args:?} accepted");
+    assert!(err.contains(want), "{args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!std::path::Path::new(&format!("/sys/class/net/{name}")).exists());
+    let list = d.real_lxc_ok(&["network", "list", "--format", "csv"]);
+    assert!(!list.contains(&format!("{name},")), "{list}");
+}
+
+#[test]
+fn ipv6_slaac_ping_list_dns_nat_stateful_and_bad_input() {
+    if !root_or_skip("ipv6_slaac_ping_list_dns_nat_stateful_and_bad_input") {
+        return;
+    }
+    let (d, _br) = daemon_with_bridge();
+    let c1 = unique("c");
+    let n6 = ifname("s");
+    d.real_lxc_ok(&["network", "create", &n6, "ipv6.address=auto"]);
+    let net = d.query_json(&format!("/1.0/networks/{n6}"));
+    let gw6 = net["config"]["ipv6.address"].as_str().unwrap().to_string();
+    assert!(gw6.starts_with("fd") && gw6.ends_with("::1/64"), "{gw6}");
+    assert_eq!(net["config"]["ipv6.nat"], "true");
+    let prefix = gw6.trim_end_matches("1/64").to_string();
+    let gw4 = net["config"]["ipv4.address"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/24")
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{n6}/disable_ipv6"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+
+    // SLAAC: the kernel in the container configures an address from the bridge's RAs.
+    d.real_lxc_ok(&["init", "busybox", c1.as_str()]);
+    d.real_lxc_ok(&[
+        "config",
+        "device",
+        "override",
+        c1.as_str(),
+        "eth0",
+        &format!("network={n6}"),
+    ]);
+    d.real_lxc_ok(&["start", c1.as_str()]);
+    let mut addr = None;
+    let got = wait_until(Duration::from_secs(10), || {
+        addr = ipv6_global(&d, c1.as_str());
+        addr.is_some()
+    });
+    if !got {
+        let dns = std::fs::read_to_string(d.dir.join("networks").join(&n6).join("dnsmasq.log"))
+            .unwrap_or_default();
+        panic!(
+            "no global IPv6 address\n{}\ndnsmasq: {dns}",
+            d.query_json(&format!("/1.0/instances/{c1}/state"))["network"]
+        );
+    }
+    let addr = addr.unwrap();
+    let upper64 = |a: &str| {
+        a.parse::<std::net::Ipv6Addr>()
+            .map(|a| u128::from(a) >> 64)
+            .ok()
+    };
+    assert_eq!(
+        upper64(&addr),
+        upper64(gw6.trim_end_matches("/64")),
+        "{addr} not in {gw6}"
+    );
+
+    // The host reaches it over our bridge, `lxc list` shows it.
+    // Retried briefly: the address may still be tentative (DAD) in the container.
+    let pinged = wait_until(Duration::from_secs(6), || {
+        sh(&format!("busybox ping -6 -c1 -W2 {addr}"))
+            .status
+            .success()
+    });
+    assert!(
+        pinged,
+        "host: {}\ncontainer: {}",
+        text(&sh(&format!("ip -6 addr show dev {n6}; ip -6 route get {addr}")).stdout),
+        text(&exec(&d, c1.as_str(), "ip -6 addr; ip -6 route").stdout)
+    );
+    let list = d.real_lxc_ok(&["list", c1.as_str(), "-c", "n6", "--format", "csv"]);
+    assert!(list.contains(&format!("{addr} (eth0)")), "{list}");
+    let info = d.real_lxc_ok(&["info", c1.as_str()]);
+    assert!(
+        info.contains(&format!("inet6: {addr}/64 (global)")),
+        "{info}"
+    );
+    let leases = d.real_lxc_ok(&["network", "list-leases", &n6, "--format", "csv"]);
+    assert!(
+        leases.contains(&format!("{},GATEWAY", gw6.trim_end_matches("/64"))),
+        "{leases}"
+    );
+
+    // ra-names: dnsmasq answers AAAA for NAME.lxd once the instance has a DHCPv4 lease.
+    wait_ipv4(&d, c1.as_str());
+    let mut answer = String::new();
+    let resolved = wait_until(Duration::from_secs(15), || {
+        answer = text(&sh(&format!("busybox nslookup -type=AAAA {c1}.lxd {gw4}")).stdout);
+        answer.contains(&addr)
+    });
+    assert!(resolved, "{answer}");
+
+    // ip6 masquerade for the prefix in our table.
+    let rules = serde_json::to_string(&our_table()).unwrap();
+    let net6 = prefix.trim_end_matches(':').to_string() + "::";
+    assert!(rules.contains(&net6), "{net6} not in {rules}");
+    assert!(rules.contains("nat6 "), "{rules}");
+
+    // A static IPv6 address needs stateful DHCPv6.
+    let out = d.real_lxc(&[
+        "config",
+        "device",
+        "set",
+        c1.as_str(),
+        "eth0",
+        &format!("ipv6.address={prefix}99"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("ipv6.dhcp.stateful"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Stateful DHCPv6: ranges in dnsmasq's arguments, the static address in the host file.
+    d.real_lxc_ok(&["stop", "-f", c1.as_str()]);
+    d.real_lxc_ok(&["network", "set", &n6, "ipv6.dhcp.stateful=true"]);
+    d.real_lxc_ok(&[
+        "network",
+        "set",
+        &n6,
+        &format!("ipv6.dhcp.ranges={prefix}100-{prefix}1ff"),
+    ]);
+    d.real_lxc_ok(&[
+        "config",
+        "device",
+        "set",
+        c1.as_str(),
+        "eth0",
+        &format!("ipv6.address={prefix}99"),
+    ]);
+    d.real_lxc_ok(&["start", c1.as_str()]);
+    let ps = sh_ok("ps -eo args");
+    assert!(
+        ps.contains(&format!("--dhcp-range {prefix}100,{prefix}1ff,64,1h")),
+        "{ps}"
+    );
+    let hosts = std::fs::read_to_string(
+        d.dir
+            .join("networks")
+            .join(&n6)
+            .join("dnsmasq.hosts")
+            .join(format!("{c1}.eth0")),
+    )
+    .unwrap();
+    assert!(hosts.contains(&format!(",[{prefix}99],{c1}")), "{hosts}");
+    let leases = d.real_lxc_ok(&["network", "list-leases", &n6, "--format", "csv"]);
+    assert!(leases.contains(&format!("{prefix}99,STATIC")), "{leases}");
+    // A real DHCPv6 client on the container's eth0 is given the static address. busybox-static
+    // has no udhcpc6, so the host's dhclient runs in the container's network namespace only,
+    // with a no-op script and its files in a temporary directory (nothing of the host changes).
+    if sh("command -v dhclient nsenter").status.success() {
+        let pid = d.query_json(&format!("/1.0/instances/{c1}/state"))["pid"]
+            .as_i64()
+            .unwrap();
+        // dhclient binds the link-local address, usable once DAD is over.
+        assert!(wait_until(Duration::from_secs(10), || {
+            let a = text(&exec(&d, c1.as_str(), "ip -6 addr show dev eth0 scope link").stdout);
+            a.contains("fe80") && !a.contains("tentative")
+        }));
+        let tmp = tempfile::tempdir().unwrap();
+        let lf = tmp.path().join("l6");
+        let child = Command::new("nsenter")
+            .args([
+                "-t",
+                &pid.to_string(),
+                "-n",
+                "dhclient",
+                "-6",
+                "-d",
+                "-D",
+                "LL",
+            ])
+            .args(["-sf", "/bin/true", "-lf"])
+            .arg(&lf)
+            .arg("-pf")
+            .arg(tmp.path().join("p6"))
+            .arg("eth0")
+            .arg("-v")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(tmp.path().join("err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut host = HostThings::default();
+        host.children.push(child);
+        let mut lease = String::new();
+        let leased = wait_until(Duration::from_secs(15), || {
+            lease = std::fs::read_to_string(&lf).unwrap_or_default();
+            lease.contains(&format!("iaaddr {prefix}99 "))
+        });
+        assert!(
+            leased,
+            "lease: {lease}\ndhclient: {}\ndnsmasq: {}\ncontainer: {}",
+            std::fs::read_to_string(tmp.path().join("err")).unwrap_or_default(),
+            std::fs::read_to_string(d.dir.join("networks").join(&n6).join("dnsmasq.log"))
+                .unwrap_or_default(),
+            text(&exec(&d, c1.as_str(), "ip -6 addr").stdout)
+        );
+        drop(host);
+    } else {
+        eprintln!("dhclient or nsenter missing: DHCPv6 client check skipped");
+    }
+    // Ranges outside the subnet are refused and the network keeps its config.
+    let out = d.real_lxc(&[
+        "network",
+        "set",
+        &n6,
+        "ipv6.dhcp.ranges=fd00:dead::10-fd00:dead::20",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("outside"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Delete: the ip6 rule goes with the network.
+    d.real_lxc_ok(&["delete", "-f", c1.as_str()]);
+    d.real_lxc_ok(&["network", "delete", &n6]);
+    let rules = serde_json::to_string(&our_table()).unwrap();
+    assert!(!rules.contains(&net6), "{rules}");
+    assert!(!rules.contains(&format!("nat6 {n6}")), "{rules}");
+    assert!(!std::path::Path::new(&format!("/sys/class/net/{n6}")).exists());
+
+    // Bad input: one line, nothing made.
+    let bad = ifname("x");
+    create_fails(&d, &bad, &["ipv6.address=fd42:zz::1/64"], "ipv6.address");
+    create_fails(&d, &bad, &["ipv6.address=fd42:1::1"], "ipv6.address");
+    create_fails(&d, &bad, &["ipv6.address=fd42:1::/64"], "network address");
+    let tag = std::process::id() % 0xffff;
+    let mine = format!("fd42:7e57:{tag:x}:1::1/64");
+    let other = ifname("o");
+    d.real_lxc_ok(&["network", "create", &other, &format!("ipv6.address={mine}")]);
+    create_fails(
+        &d,
+        &bad,
+        &[&format!("ipv6.address=fd42:7e57:{tag:x}:1::7/64")],
+        "overlaps",
+    );
+    create_fails(
+        &d,
+        &bad,
+        &[
+            &format!("ipv6.address=fd42:7e57:{tag:x}:2::1/64"),
+            "ipv6.dhcp.stateful=true",
+            &format!("ipv6.dhcp.ranges=fd42:7e57:{tag:x}:3::10-fd42:7e57:{tag:x}:3::20"),
+        ],
+        "outside",
+    );
+    d.real_lxc_ok(&["network", "delete", &other]);
+    // A prefix the host already routes (if it routes any global IPv6 prefix).
+    let routed = sh_ok(
+        "ip -6 route show | awk '$1 ~ /^[0-9a-f:]+\\/[0-9]+$/ && $1 !~ /^fe80/ {print $1; exit}'",
+    );
+    if let Some((net, len)) = routed
+        .split_whitespace()
+        .next()
+        .and_then(|r| r.split_once('/'))
+        .filter(|(n, l)| n.ends_with("::") && l.parse::<u8>().is_ok_and(|l| l <= 64))
+    {
+        let host = format!("{net}5/{len}");
+        create_fails(
+            &d,
+            &bad,
+            &[&format!("ipv6.address={host}")],
+            "overlaps the host route",
+        );
+    }
 }

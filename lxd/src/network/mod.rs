@@ -8,14 +8,14 @@ pub mod forwards;
 pub mod nic;
 pub mod proxy;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use lxd_api::network::{
     Network, NetworkLease, NetworkPut, NetworkState, NetworkStateAddress, NetworkStateBridge,
     NetworkStateCounters, NetworksPost,
 };
 use lxd_api::{ConfigMap, DevicesMap};
 use lxd_network::config::BridgeConfig;
-use lxd_network::dnsmasq::{self, DnsmasqConfig, Paths, Supervisor};
+use lxd_network::dnsmasq::{self, Dhcp6Config, DnsmasqConfig, Paths, Supervisor};
 use lxd_network::firewall::{self, BridgeRules, Dnat};
 use lxd_network::link::Netlink;
 use lxd_network::{addr, config as netconfig};
@@ -135,6 +135,83 @@ fn resolve_addresses(d: &Daemon, name: &str, config: &mut ConfigMap) -> Result<(
             }
         }
         _ => {}
+    }
+    resolve_ipv6(d, name, config)
+}
+
+/// IPv6 subnets already taken: host routes (other than through `except`) and our other networks.
+fn used_subnets_v6(d: &Daemon, except: Option<&str>) -> Result<Vec<Ipv6Net>> {
+    let mut used: Vec<Ipv6Net> = addr::host_routes_v6()?
+        .into_iter()
+        .filter(|r| Some(r.iface.as_str()) != except)
+        .map(|r| r.dest)
+        .collect();
+    for n in d.db.networks()? {
+        if Some(n.name.as_str()) == except {
+            continue;
+        }
+        if let Some(Ok(net)) = n
+            .config
+            .get("ipv6.address")
+            .map(|v| netconfig::parse_ipv6_cidr("ipv6.address", v))
+        {
+            used.push(net.trunc());
+        }
+    }
+    Ok(used)
+}
+
+/// `ipv6.address=auto` becomes a random free ULA /64; an explicit subnet must not overlap a host
+/// route or another of our networks; stateful ranges must lie in the subnet.
+fn resolve_ipv6(d: &Daemon, name: &str, config: &mut ConfigMap) -> Result<()> {
+    let net = match config.get("ipv6.address").map(String::as_str) {
+        Some("auto") => {
+            if !lxd_network::sysctl::has_ipv6() {
+                return Err(ApiError::bad_request(
+                    "Network has ipv6.address but the kernel has no IPv6 support",
+                ));
+            }
+            let used = used_subnets_v6(d, Some(name))?;
+            let net = addr::pick_free_subnet_v6(&used, addr::random_seed())?;
+            config.insert("ipv6.address".into(), net.to_string());
+            net
+        }
+        Some(v) if !v.is_empty() && v != "none" => {
+            let net = netconfig::parse_ipv6_cidr("ipv6.address", v)?;
+            if let Some(r) = addr::host_routes_v6()?
+                .iter()
+                .find(|r| r.iface != name && addr::overlaps_v6(&r.dest, &net.trunc()))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "The IPv6 subnet {} overlaps the host route {} via {}",
+                    net.trunc(),
+                    r.dest,
+                    r.iface
+                )));
+            }
+            for other in d.db.networks()? {
+                if other.name == name {
+                    continue;
+                }
+                if let Some(Ok(o)) = other
+                    .config
+                    .get("ipv6.address")
+                    .map(|v| netconfig::parse_ipv6_cidr("ipv6.address", v))
+                    && addr::overlaps_v6(&o.trunc(), &net.trunc())
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "The IPv6 subnet {} overlaps network \"{}\"",
+                        net.trunc(),
+                        other.name
+                    )));
+                }
+            }
+            net
+        }
+        _ => return Ok(()),
+    };
+    if let Some(r) = config.get("ipv6.dhcp.ranges").filter(|v| !v.is_empty()) {
+        addr::dhcp_ranges_v6(&net, Some(r))?;
     }
     Ok(())
 }
@@ -314,7 +391,7 @@ pub async fn create(d: &Arc<Daemon>, req: NetworksPost) -> Result<()> {
 }
 
 /// Bring a stored network to its configured state on the host: the bridge (created when missing,
-/// as after a host reboot), its address and MTU, IPv4 forwarding, the static host files,
+/// as after a host reboot), its addresses and MTU, IPv4/IPv6 forwarding, the static host files,
 /// dnsmasq, and the ruleset. Idempotent.
 async fn start_bridge(d: &Arc<Daemon>, row: &NetworkRow) -> Result<()> {
     let cfg = bridge_config(row)?;
@@ -338,9 +415,20 @@ async fn start_bridge(d: &Arc<Daemon>, row: &NetworkRow) -> Result<()> {
     if let Some(net) = cfg.ipv4 {
         nl.add_address(link.index, net, name).await?;
     }
+    // IPv6 switches before the address: without DAD it is usable at once, for dnsmasq to bind.
+    lxd_network::sysctl::set_bridge_ipv6(name, cfg.ipv6.is_some())?;
+    if cfg.ipv6.is_some() || lxd_network::sysctl::has_ipv6() {
+        nl.remove_ipv6_except(link.index, cfg.ipv6, name).await?;
+    }
+    if let Some(net) = cfg.ipv6 {
+        nl.add_address(link.index, net, name).await?;
+    }
     nl.set_up(link.index, name).await?;
     if cfg.ipv4.is_some() && (cfg.nat || cfg.routing) {
         enable_forwarding(d, name);
+    }
+    if cfg.ipv6.is_some() && cfg.routing6 {
+        enable_ipv6_forwarding(d, name);
     }
     crate::daemon::create_dir_mode(&d.dir.join("networks"), 0o711)?;
     crate::daemon::create_dir_mode(&net_dir(d, name), 0o711)?;
@@ -366,25 +454,71 @@ fn enable_forwarding(d: &Daemon, bridge: &str) {
     }
 }
 
+fn enable_ipv6_forwarding(d: &Daemon, bridge: &str) {
+    match lxd_network::sysctl::enable_ipv6_forward() {
+        Ok(c) => {
+            let Some(old) = c.forwarding_was else {
+                return;
+            };
+            let note = d.dir.join("networks").join("ipv6_forwarding.before");
+            let _ = std::fs::write(
+                &note,
+                format!(
+                    "net.ipv6.conf.all.forwarding={old}\naccept_ra 1->2: {}\n",
+                    c.accept_ra_raised.join(" ")
+                ),
+            );
+            tracing::warn!(
+                "enabled IPv6 forwarding on the host (net.ipv6.conf.all.forwarding was {old}, now 1) \
+                 so that managed bridge {bridge} can route for its instances (ipv6.routing), as LXD \
+                 does; accept_ra went from 1 to 2 on [{}] so the host still takes router \
+                 advertisements; it stays on after the bridge is gone (old values kept in {})",
+                c.accept_ra_raised.join(", "),
+                note.display()
+            );
+        }
+        Err(e) => tracing::error!("cannot enable IPv6 forwarding for {bridge}: {e}"),
+    }
+}
+
 async fn restart_dnsmasq(d: &Daemon, row: &NetworkRow, cfg: &BridgeConfig) -> Result<()> {
     let old = d.net.dnsmasq.lock().expect("dnsmasq map").remove(&row.name);
     if let Some(s) = old {
         s.stop().await;
     }
-    let Some(gateway) = cfg.ipv4 else {
+    if cfg.ipv4.is_none() && cfg.ipv6.is_none() {
         let p = paths(d, &row.name);
         let b = row.name.clone();
         let _ = tokio::task::spawn_blocking(move || dnsmasq::kill_stale(&p, &b)).await;
         return Ok(());
-    };
-    if !cfg.dhcp && cfg.dns_mode == netconfig::DnsMode::None {
+    }
+    // With IPv6 dnsmasq always runs: it sends the router advertisements.
+    if cfg.ipv6.is_none() && !cfg.dhcp && cfg.dns_mode == netconfig::DnsMode::None {
         return Ok(());
     }
+    let ipv6 = match cfg.ipv6 {
+        Some(gw) => Some(Dhcp6Config {
+            gateway: gw,
+            dhcp: cfg.dhcp6,
+            stateful: cfg.dhcp6_stateful,
+            ranges: if cfg.dhcp6_stateful {
+                addr::dhcp_ranges_v6(&gw, cfg.dhcp6_ranges.as_deref())?
+            } else {
+                vec![]
+            },
+            expiry: cfg.dhcp6_expiry.clone(),
+        }),
+        None => None,
+    };
     let dc = DnsmasqConfig {
         bridge: row.name.clone(),
-        gateway,
+        gateway: cfg.ipv4,
+        ipv6,
         dhcp: cfg.dhcp,
-        dhcp_ranges: addr::dhcp_ranges(&gateway, cfg.dhcp_ranges.as_deref())?,
+        dhcp_ranges: match cfg.ipv4 {
+            Some(gw) => addr::dhcp_ranges(&gw, cfg.dhcp_ranges.as_deref())?,
+            None => vec![],
+        },
         dhcp_expiry: cfg.dhcp_expiry.clone(),
         dhcp_router: cfg.dhcp_gateway,
         domain: (cfg.dns_mode != netconfig::DnsMode::None).then(|| cfg.dns_domain.clone()),
@@ -455,6 +589,10 @@ async fn apply_firewall_locked(d: &Daemon, removed: &[String]) -> Result<()> {
             firewall: cfg.firewall,
             routing: cfg.routing,
             dnats,
+            subnet6: cfg.ipv6,
+            nat6: cfg.nat6,
+            firewall6: cfg.firewall6,
+            routing6: cfg.routing6,
         });
     }
     for r in removed {
@@ -492,9 +630,13 @@ fn write_hosts(d: &Daemon, network: &str) -> Result<()> {
                 .get("ipv4.address")
                 .filter(|v| !v.is_empty())
                 .and_then(|v| v.parse().ok());
+            let ip6 = cfg
+                .get("ipv6.address")
+                .filter(|v| !v.is_empty())
+                .and_then(|v| v.parse().ok());
             entries.push((
                 format!("{}.{dev}", row.name),
-                dnsmasq::host_entry(&mac, ip, &row.name),
+                dnsmasq::host_entry(&mac, ip, ip6, &row.name),
             ));
         }
     }
@@ -739,20 +881,31 @@ pub fn leases(d: &Daemon, name: &str) -> Result<Vec<NetworkLease>> {
             ..Default::default()
         });
     }
+    if let Some(gw) = cfg.ipv6 {
+        out.push(NetworkLease {
+            hostname: format!("{name}.gw"),
+            address: gw.addr().to_string(),
+            kind: "gateway".into(),
+            location: "none".into(),
+            ..Default::default()
+        });
+    }
     for inst in d.db.instances()? {
         let ex = crate::instance::expand_row(d, &inst)?;
         for (dev, cfg) in &ex.devices {
             if nic_network(cfg) != Some(name) {
                 continue;
             }
-            if let Some(ip) = cfg.get("ipv4.address").filter(|v| !v.is_empty()) {
-                out.push(NetworkLease {
-                    hostname: inst.name.clone(),
-                    hwaddr: nic::hwaddr(&inst.config, dev, cfg).unwrap_or_default(),
-                    address: ip.clone(),
-                    kind: "static".into(),
-                    location: "none".into(),
-                });
+            for key in ["ipv4.address", "ipv6.address"] {
+                if let Some(ip) = cfg.get(key).filter(|v| !v.is_empty()) {
+                    out.push(NetworkLease {
+                        hostname: inst.name.clone(),
+                        hwaddr: nic::hwaddr(&inst.config, dev, cfg).unwrap_or_default(),
+                        address: ip.clone(),
+                        kind: "static".into(),
+                        location: "none".into(),
+                    });
+                }
             }
         }
     }

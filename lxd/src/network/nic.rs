@@ -124,6 +124,7 @@ fn check_static(
     network: &str,
     instance: &str,
 ) -> Result<()> {
+    check_static_v6(d, dev, cfg, network, instance)?;
     let Some(ip) = cfg.get("ipv4.address").filter(|v| !v.is_empty()) else {
         return Ok(());
     };
@@ -150,6 +151,58 @@ fn check_static(
         for (odev, ocfg) in &ex.devices {
             if super::nic_network(ocfg) == Some(network)
                 && ocfg.get("ipv4.address").map(String::as_str) == Some(&ip.to_string())
+            {
+                return Err(ApiError::conflict(format!(
+                    "Device \"{dev}\": address {ip} is already used by {}/{odev}",
+                    other.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A static `ipv6.address` needs stateful DHCPv6 on the managed network (LXD: "Cannot specify
+/// ipv6.address when DHCP or ipv6.dhcp.stateful are disabled"), must be a host address of its
+/// subnet other than the gateway, and not another instance's.
+fn check_static_v6(
+    d: &Daemon,
+    dev: &str,
+    cfg: &ConfigMap,
+    network: &str,
+    instance: &str,
+) -> Result<()> {
+    let Some(ip) = cfg.get("ipv6.address").filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| {
+        ApiError::bad_request(format!("Device \"{dev}\": invalid IPv6 address \"{ip}\""))
+    })?;
+    let row = d.db.network(network)?;
+    let bc = super::bridge_config(&row)?;
+    let Some(net) = bc.ipv6.filter(|_| bc.dhcp6 && bc.dhcp6_stateful) else {
+        return Err(ApiError::bad_request(format!(
+            "Device \"{dev}\": cannot specify ipv6.address when DHCP or ipv6.dhcp.stateful are \
+             disabled on network \"{network}\""
+        )));
+    };
+    if !net.contains(&ip) || ip == net.network() || ip == net.addr() {
+        return Err(ApiError::bad_request(format!(
+            "Device \"{dev}\": address {ip} is not a free host address of {}",
+            net.trunc()
+        )));
+    }
+    for other in d.db.instances()? {
+        if other.name == instance {
+            continue;
+        }
+        let ex = crate::instance::expand_row(d, &other)?;
+        for (odev, ocfg) in &ex.devices {
+            if super::nic_network(ocfg) == Some(network)
+                && ocfg
+                    .get("ipv6.address")
+                    .and_then(|v| v.parse::<std::net::Ipv6Addr>().ok())
+                    == Some(ip)
             {
                 return Err(ApiError::conflict(format!(
                     "Device \"{dev}\": address {ip} is already used by {}/{odev}",
