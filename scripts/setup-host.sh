@@ -4,7 +4,7 @@
 set -eu
 [ "$(id -u)" = 0 ] || { echo "setup-host.sh: run as root" >&2; exit 1; }
 PKGS="busybox-static uidmap rsync nftables dnsmasq-base squashfs-tools btrfs-progs zfs-fuse \
-debootstrap xz-utils zstd bzip2 lxd-client lxd curl"
+debootstrap xz-utils zstd bzip2 lxd-client lxd curl isc-dhcp-client"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
