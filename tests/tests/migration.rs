@@ -575,22 +575,25 @@ fn btrfs_to_btrfs_uses_send_and_receive() {
         assert!(!r.is_empty() && r != "-", "{s}: received UUID {r:?}");
     }
     // No scratch directories are left in either pool.
-    for p in [
-        a.dir.join("storage-pools/ba"),
-        b.dir.join("storage-pools/bb"),
-    ] {
-        let left: Vec<_> = std::fs::read_dir(&p)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("migration."))
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
-    }
+    let no_scratch = || {
+        for p in [
+            a.dir.join("storage-pools/ba"),
+            b.dir.join("storage-pools/bb"),
+        ] {
+            let left: Vec<_> = std::fs::read_dir(&p)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("migration."))
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+        }
+    };
+    no_scratch();
     check_started(&b, &format!("b:{t}"), "hello");
     b.real_lxc_ok(&["restore", &format!("b:{t}"), "s0"]);
     check_started(&b, &format!("b:{t}"), "hello");
 
-    // A refresh into btrfs (by rsync, as LXD 5.0) brings a new snapshot and a changed file.
+    // A refresh between btrfs pools is incremental: a new snapshot and a changed file.
     b.real_lxc_ok(&["start", &format!("a:{c}")]);
     b.real_lxc_ok(&[
         "exec",
@@ -611,6 +614,10 @@ fn btrfs_to_btrfs_uses_send_and_receive() {
         "bb",
     ]);
     assert_eq!(snapshots(&b, &format!("b:{t}")), vec!["s0", "s1", "s2"]);
+    // Incremental: the new snapshot arrived as a send stream relative to s1.
+    let r = received_uuid(&snaps.join("s2"));
+    assert!(!r.is_empty() && r != "-", "s2: received UUID {r:?}");
+    no_scratch();
     check_started(&b, &format!("b:{t}"), "v2");
 
     // A snapshot as the source, by send/receive.
