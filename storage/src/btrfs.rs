@@ -802,4 +802,16 @@ pub mod stream {
     pub fn is_subvolume(path: &Path) -> bool {
         super::is_subvolume(path)
     }
+
+    /// Whether `path` is a subvolume `btrfs receive` made (it has a received UUID), i.e. one a
+    /// later incremental stream from the same sender can name as its parent.
+    pub fn was_received(path: &Path) -> bool {
+        btrfs(["subvolume".as_ref(), "show".as_ref(), path.as_os_str()]).is_ok_and(|out| {
+            out.lines().any(|l| {
+                l.trim()
+                    .strip_prefix("Received UUID:")
+                    .is_some_and(|v| !v.trim().is_empty() && v.trim() != "-")
+            })
+        })
+    }
 }

@@ -575,22 +575,25 @@ fn btrfs_to_btrfs_uses_send_and_receive() {
         assert!(!r.is_empty() && r != "-", "{s}: received UUID {r:?}");
     }
     // No scratch directories are left in either pool.
-    for p in [
-        a.dir.join("storage-pools/ba"),
-        b.dir.join("storage-pools/bb"),
-    ] {
-        let left: Vec<_> = std::fs::read_dir(&p)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("migration."))
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
-    }
+    let no_scratch = || {
+        for p in [
+            a.dir.join("storage-pools/ba"),
+            b.dir.join("storage-pools/bb"),
+        ] {
+            let left: Vec<_> = std::fs::read_dir(&p)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("migration."))
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+        }
+    };
+    no_scratch();
     check_started(&b, &format!("b:{t}"), "hello");
     b.real_lxc_ok(&["restore", &format!("b:{t}"), "s0"]);
     check_started(&b, &format!("b:{t}"), "hello");
 
-    // A refresh into btrfs (by rsync, as LXD 5.0) brings a new snapshot and a changed file.
+    // A refresh between btrfs pools is incremental: a new snapshot and a changed file.
     b.real_lxc_ok(&["start", &format!("a:{c}")]);
     b.real_lxc_ok(&[
         "exec",
@@ -611,6 +614,10 @@ fn btrfs_to_btrfs_uses_send_and_receive() {
         "bb",
     ]);
     assert_eq!(snapshots(&b, &format!("b:{t}")), vec!["s0", "s1", "s2"]);
+    // Incremental: the new snapshot arrived as a send stream relative to s1.
+    let r = received_uuid(&snaps.join("s2"));
+    assert!(!r.is_empty() && r != "-", "s2: received UUID {r:?}");
+    no_scratch();
     check_started(&b, &format!("b:{t}"), "v2");
 
     // A snapshot as the source, by send/receive.
@@ -942,4 +949,87 @@ fn a_cancelled_or_dropped_transfer_leaves_the_target_clean() {
     });
     assert!(back, "the source daemon did not come back");
     check_started(&b, &format!("a:{c}"), "hello");
+}
+
+/// Our zfs-fuse pool keeps files shifted on disk (no idmapped mounts there): the header's id map
+/// tells the real LXD, which shifts them to its own map at the first start; and back to a dir
+/// pool of ours, which must do the same with LXD's map.
+#[test]
+fn shifted_files_carry_their_idmap_to_a_real_lxd_and_back() {
+    let test = "shifted_files_carry_their_idmap_to_a_real_lxd_and_back";
+    if !root_or_skip(test) {
+        return;
+    }
+    if !lxd_tests::real::available() {
+        eprintln!("\n*** SKIPPED {test}: Debian's lxd is not installed ***\n");
+        return;
+    }
+    let Some(_zfs) = lxd_tests::ZfsFuse::start(test) else {
+        return;
+    };
+    let real = RealLxd::start(&[]);
+    let rport = free_port();
+    real.lxc_ok(&[
+        "config",
+        "set",
+        "core.https_address",
+        &format!("127.0.0.1:{rport}"),
+    ]);
+    real.lxc_ok(&["config", "set", "core.trust_password", "sekret"]);
+    let ours = TestDaemon::start();
+    let ours_url = listen(&ours);
+    ours.lxc_ok(&["config", "set", "core.trust_password", "sekret"]);
+    for (name, url) in [
+        ("real", format!("https://127.0.0.1:{rport}")),
+        ("ours", ours_url),
+    ] {
+        ours.real_lxc_ok(&[
+            "remote",
+            "add",
+            name,
+            &url,
+            "--accept-certificate",
+            "--password",
+            "sekret",
+        ]);
+    }
+    let zp = unique("mzi");
+    ours.lxc_ok(&["storage", "create", &zp, "zfs", "size=1GiB"]);
+    ours.import_busybox("bb");
+    let c = unique("zi");
+    ours.real_lxc_ok(&["init", "ours:bb", &format!("ours:{c}"), "-s", &zp]);
+    let src = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(src.path(), "hello\n").unwrap();
+    ours.real_lxc_ok(&[
+        "file",
+        "push",
+        "--uid",
+        "1000",
+        "--gid",
+        "1000",
+        src.path().to_str().unwrap(),
+        &format!("ours:{c}/root/f"),
+    ]);
+    // Started once: the files are now shifted on disk and the instance records the map.
+    ours.real_lxc_ok(&["start", &format!("ours:{c}")]);
+    ours.real_lxc_ok(&["stop", "-f", &format!("ours:{c}")]);
+    let map = ours.real_lxc_ok(&[
+        "config",
+        "get",
+        &format!("ours:{c}"),
+        "volatile.last_state.idmap",
+    ]);
+    assert!(map.contains("Hostid"), "not shifted on disk: {map}");
+    let r = unique("ri");
+    ours.real_lxc_ok(&["copy", &format!("ours:{c}"), &format!("real:{r}")]);
+    check_started(&ours, &format!("real:{r}"), "hello");
+    // Back from the real LXD (its files shifted to its own map) to a dir pool of ours.
+    let back = unique("rb");
+    ours.real_lxc_ok(&["copy", &format!("real:{r}"), &format!("ours:{back}")]);
+    check_started(&ours, &format!("ours:{back}"), "hello");
+    real.lxc_ok(&["delete", "-f", &r]);
+    ours.lxc_ok(&["delete", "-f", &c]);
+    ours.lxc_ok(&["delete", "-f", &back]);
+    ours.lxc_ok(&["image", "delete", "bb"]);
+    ours.lxc_ok(&["storage", "delete", &zp]);
 }

@@ -699,9 +699,7 @@ async fn sink_locked(
     }
     let offer = decode_header(&control.recv_msg().await?)?;
     let ours = pool_types(info.driver);
-    // A refresh goes by rsync (as LXD 5.0's btrfs driver does): the target's snapshots need
-    // not descend from the source's send streams.
-    let fs_type = if ours.contains(&offer.fs) && !existing {
+    let mut fs_type = if ours.contains(&offer.fs) {
         offer.fs
     } else {
         proto::FS_RSYNC
@@ -767,6 +765,20 @@ async fn sink_locked(
         snaps.retain(|s| !have.contains(&s.name));
         resp.snapshots = snaps.clone();
         resp.snapshot_names = snaps.iter().map(|s| s.name.clone()).collect();
+        // An incremental btrfs refresh needs the kept snapshots to be the source's own
+        // (received by an earlier send stream, which later streams name as their parent);
+        // otherwise, and for zfs, rsync brings the differences.
+        let incremental = fs_type == proto::FS_BTRFS
+            && have.iter().all(|s| {
+                lxd_storage::btrfs::stream::was_received(&pool.snapshot_path(&row.name, s))
+            });
+        if !incremental {
+            fs_type = proto::FS_RSYNC;
+        }
+        resp.fs = fs_type;
+        resp.btrfs_features = None;
+        resp.zfs_features = None;
+        type_features(&mut resp, fs_type);
     }
     control.send_msg(resp.encode()).await?;
 

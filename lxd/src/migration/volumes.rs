@@ -477,11 +477,24 @@ async fn recv_btrfs(
         let got = received(&dir)?;
         let dst = pool.instance_path(&name);
         let (g, d2, existing) = (got.clone(), dst.clone(), plan.existing);
+        let (fresh, old) = (work.join("fresh"), work.join("old"));
         blocking(move || {
-            if existing {
-                lxd_storage::btrfs::stream::delete(&d2)?;
+            if !existing {
+                return lxd_storage::btrfs::stream::snapshot_writable(&g, &d2);
             }
-            lxd_storage::btrfs::stream::snapshot_writable(&g, &d2)
+            // A refresh swaps the volume only once the new one exists (a writable subvolume
+            // can move between directories); the old one goes with the scratch directory.
+            lxd_storage::btrfs::stream::snapshot_writable(&g, &fresh)?;
+            std::fs::rename(&d2, &old).map_err(|e| lxd_storage::Error::Io {
+                op: "rename",
+                path: d2.clone(),
+                source: e,
+            })?;
+            std::fs::rename(&fresh, &d2).map_err(|e| lxd_storage::Error::Io {
+                op: "rename",
+                path: fresh.clone(),
+                source: e,
+            })
         })
         .await?;
         made.volume = true;
