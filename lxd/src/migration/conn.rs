@@ -24,6 +24,8 @@ pub enum Frame {
 pub struct Conn {
     pub tx: mpsc::Sender<Frame>,
     pub rx: mpsc::Receiver<Frame>,
+    /// The task writing `tx`'s frames to the socket; it ends after the close frame.
+    writer: tokio::task::JoinHandle<()>,
 }
 
 /// How long a peer may stay silent before the connection counts as dropped. A closed or reset
@@ -70,6 +72,14 @@ impl Conn {
         }
     }
 
+    /// Close our side and wait (a few seconds at most) until what was sent is on the wire.
+    pub async fn close(self) {
+        let Conn { tx, rx, writer } = self;
+        drop(tx);
+        drop(rx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    }
+
     /// Wrap an accepted operation websocket.
     pub fn from_axum(ws: axum::extract::ws::WebSocket) -> Conn {
         use axum::extract::ws::Message;
@@ -89,7 +99,7 @@ impl Conn {
                 }
             }
         });
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(f) = out_rx.recv().await {
                 let m = match f {
                     Frame::Binary(b) => Message::Binary(b.into()),
@@ -104,6 +114,7 @@ impl Conn {
         Conn {
             tx: out_tx,
             rx: in_rx,
+            writer,
         }
     }
 
@@ -128,7 +139,7 @@ impl Conn {
                 }
             }
         });
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(f) = out_rx.recv().await {
                 let m = match f {
                     Frame::Binary(b) => Message::Binary(b.into()),
@@ -143,6 +154,7 @@ impl Conn {
         Conn {
             tx: out_tx,
             rx: in_rx,
+            writer,
         }
     }
 }

@@ -667,10 +667,9 @@ async fn run_sink(
         let _ = tokio::task::spawn_blocking(undo.job()).await;
     }
     undo.armed = false;
-    // Let the control message reach the peer before the sockets close.
+    // The control message is on the wire before the filesystem socket closes.
+    control.close().await;
     drop(fs);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    drop(control);
     if res.is_ok() {
         d.events.lifecycle(
             "instance-created",
