@@ -16,6 +16,20 @@ fn render(program: &str, args: &[OsString]) -> String {
     s
 }
 
+/// What a failed tool said: its last stderr (or stdout) line, or how it ended when it said
+/// nothing.
+fn failure(out: &std::process::Output) -> String {
+    let line = last_line(&out.stderr, &out.stdout);
+    if line == SILENT {
+        format!("{SILENT} ({})", out.status)
+    } else {
+        line
+    }
+}
+
+/// The start of the message of a tool that failed and printed nothing.
+pub(crate) const SILENT: &str = "failed without a message";
+
 fn last_line(stderr: &[u8], stdout: &[u8]) -> String {
     let text = String::from_utf8_lossy(if stderr.iter().any(|b| !b.is_ascii_whitespace()) {
         stderr
@@ -27,7 +41,7 @@ fn last_line(stderr: &[u8], stdout: &[u8]) -> String {
     text.lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty())
-        .unwrap_or("failed without a message")
+        .unwrap_or(SILENT)
         .to_string()
 }
 
@@ -56,7 +70,7 @@ where
     } else {
         Err(Error::Command {
             command: render(program, &args),
-            message: last_line(&out.stderr, &out.stdout),
+            message: failure(&out),
         })
     }
 }
@@ -105,7 +119,7 @@ where
     if !second_out.status.success() {
         return Err(Error::Command {
             command: rendered,
-            message: last_line(&second_out.stderr, &second_out.stdout),
+            message: failure(&second_out),
         });
     }
     if !first_out.status.success() {

@@ -580,7 +580,7 @@ async fn recv_zfs(
         args.push(&ds);
         let mut t = Tracker::new(op, snap);
         made.volume = true;
-        recv_stream(zfs_cmd(&args), fs, &mut t).await?;
+        recv_zfs_stream(&args, &ds, fs, &mut t).await?;
         first = false;
         on_snapshot(snap)?;
     }
@@ -591,10 +591,40 @@ async fn recv_zfs(
     args.push(&ds);
     let mut t = Tracker::new(op, &plan.name);
     made.volume = true;
-    recv_stream(zfs_cmd(&args), fs, &mut t).await?;
+    recv_zfs_stream(&args, &ds, fs, &mut t).await?;
     let (p, n, keep) = (pool.clone(), plan.name.clone(), plan.snapshots.clone());
     let path = blocking(move || p.adopt_received_instance(&n, &keep)).await?;
     fix_top_dir(&path)
+}
+
+/// One `zfs receive` of a stream that ends in a snapshot. zfs-fuse sometimes answers "I/O
+/// error" after it has received the whole stream and remounted the dataset: the new snapshot
+/// is then there, and ZFS only creates it once the stream is complete, so that is success.
+async fn recv_zfs_stream(args: &[&str], ds: &str, fs: &mut Conn, t: &mut Tracker) -> Result<()> {
+    let before = zfs_snapshots(ds).await;
+    match recv_stream(zfs_cmd(args), fs, t).await {
+        Err(e) if e.message.contains("I/O error") && zfs_snapshots(ds).await > before => {
+            tracing::warn!(
+                "zfs receive into {ds} reported an I/O error after a complete stream; kept"
+            );
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// How many snapshots dataset `ds` has (0 when it does not exist yet).
+async fn zfs_snapshots(ds: &str) -> usize {
+    match zfs_cmd(&["list", "-H", "-o", "name", "-t", "snapshot", "-r", ds])
+        .output()
+        .await
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.split_once('@').is_some_and(|(d, _)| d == ds))
+            .count(),
+        _ => 0,
+    }
 }
 
 /// Remove what a failed receive left of instance `name` when the driver no longer sees an
