@@ -91,6 +91,7 @@ impl Target {
     }
 
     fn timed_lxc(&self, args: &[&str]) -> Result<Duration> {
+        settle();
         let t = Instant::now();
         self.lxc(args)?;
         Ok(t.elapsed())
@@ -153,8 +154,22 @@ impl Target {
             let _ = c.wait();
         }
         unmount_below(&self.dir);
+        // BENCH_KEEP_LOGS=DIR keeps each daemon's log (e.g. with LXD_LOG=lxd::migration=debug).
+        if let Some(keep) = std::env::var_os("BENCH_KEEP_LOGS") {
+            let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+            let _ = std::fs::copy(
+                self.dir.join("bench-daemon.log"),
+                Path::new(&keep).join(format!("{name}.log")),
+            );
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Flush what earlier steps (of either daemon) left dirty, so that their writeback does not land
+/// in the next measurement: every timed step starts from the same clean state.
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 fn unmount_below(dir: &Path) {

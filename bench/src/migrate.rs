@@ -1,13 +1,14 @@
 //! `lxd-bench --migrate`: `lxc copy SRC:C DST:` of a Debian instance with two snapshots between
 //! two servers on this machine, over HTTPS on loopback: our daemon to our daemon, and with
 //! `--with-lxd` Debian's LXD to Debian's LXD. Both pairs are driven by the real LXD 5.0 client,
-//! so only the daemons differ; the pairs alternate iteration by iteration.
+//! so only the daemons differ; the pairs alternate iteration by iteration. Once between dir
+//! pools (rsync) and once between btrfs pools on loop files (send/receive, for both daemons).
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Target, median, ms};
+use super::{Target, median, ms, settle};
 
 /// The real client with `t`'s client config, for both flavours.
 fn real(t: &Target, args: &[&str]) -> Result<String> {
@@ -28,6 +29,9 @@ fn listen(t: &Target) -> Result<String> {
     real(t, &["config", "set", "core.trust_password", "bench"])?;
     Ok(format!("https://127.0.0.1:{port}"))
 }
+
+/// The pool drivers measured, in order.
+pub const DRIVERS: [&str; 2] = ["dir", "btrfs"];
 
 #[derive(Debug, Default, Clone)]
 pub struct MigrateResults {
@@ -95,43 +99,87 @@ fn run_pairs(
                 "benchdeb",
             ],
         )?;
-        let src = format!("{}-msrc", s.prefix);
-        real(s, &["init", "benchdeb", &src])?;
-        real(s, &["snapshot", &src, "s0"])?;
-        real(s, &["snapshot", &src, "s1"])?;
-    }
-    let mut copy = vec![vec![]; n];
-    let mut only = vec![vec![]; n];
-    let mut refresh = vec![vec![]; n];
-    for it in 0..iterations {
-        for (i, s) in sources.iter().enumerate() {
-            let src = format!("{}-msrc", s.prefix);
-            let dst = format!("dst:{}-m{it}", s.prefix);
-            let t = std::time::Instant::now();
-            real(s, &["copy", &src, &dst])?;
-            copy[i].push(t.elapsed());
-            let t = std::time::Instant::now();
-            real(s, &["copy", "--refresh", &src, &dst])?;
-            refresh[i].push(t.elapsed());
-            real(s, &["delete", &dst])?;
-            let t = std::time::Instant::now();
-            real(s, &["copy", "--instance-only", &src, &dst])?;
-            only[i].push(t.elapsed());
-            real(s, &["delete", &dst])?;
+        for driver in DRIVERS {
+            let pool = pool_for(s, driver)?;
+            pool_for(d, driver)?;
+            let src = format!("{}-{driver}", s.prefix);
+            real(s, &["init", "benchdeb", &src, "-s", &pool])?;
+            real(s, &["snapshot", &src, "s0"])?;
+            real(s, &["snapshot", &src, "s1"])?;
         }
     }
-    Ok((0..n)
-        .map(|i| MigrateResults {
-            copy: median(copy[i].clone()),
-            copy_instance_only: median(only[i].clone()),
-            refresh: median(refresh[i].clone()),
+    // [driver][daemon] samples
+    let mut copy = vec![vec![vec![]; n]; DRIVERS.len()];
+    let mut only = copy.clone();
+    let mut refresh = copy.clone();
+    for it in 0..iterations {
+        for (k, driver) in DRIVERS.iter().enumerate() {
+            for (i, s) in sources.iter().enumerate() {
+                let pool = pool_name(driver);
+                let src = format!("{}-{driver}", s.prefix);
+                let dst = format!("dst:{}-m{it}", s.prefix);
+                let timed = |args: &[&str]| -> Result<Duration> {
+                    settle();
+                    let t = std::time::Instant::now();
+                    real(s, args)?;
+                    let e = t.elapsed();
+                    eprintln!("{} {driver} {} #{it}: {e:?}", s.label, args.join(" "));
+                    Ok(e)
+                };
+                copy[k][i].push(timed(&["copy", &src, &dst, "-s", &pool])?);
+                refresh[k][i].push(timed(&["copy", "--refresh", &src, &dst])?);
+                real(s, &["delete", &dst])?;
+                only[k][i].push(timed(&[
+                    "copy",
+                    "--instance-only",
+                    &src,
+                    &dst,
+                    "-s",
+                    &pool,
+                ])?);
+                real(s, &["delete", &dst])?;
+            }
+        }
+    }
+    Ok((0..DRIVERS.len())
+        .flat_map(|k| {
+            let (copy, only, refresh) = (&copy[k], &only[k], &refresh[k]);
+            (0..n).map(move |i| MigrateResults {
+                copy: median(copy[i].clone()),
+                copy_instance_only: median(only[i].clone()),
+                refresh: median(refresh[i].clone()),
+            })
         })
         .collect())
 }
 
+fn pool_name(driver: &str) -> String {
+    if driver == "dir" {
+        "default".into()
+    } else {
+        format!("bench-{driver}")
+    }
+}
+
+/// The pool of `driver` on `t`: the default dir pool, or a new pool on a loop file.
+fn pool_for(t: &Target, driver: &str) -> Result<String> {
+    if driver == "dir" {
+        return Ok(pool_name(driver));
+    }
+    super::storage::create_pool(t, driver)
+}
+
+/// `res` holds, per driver of `DRIVERS`, one result per daemon (ours, then LXD's if measured).
 pub fn print(res: &[MigrateResults], iterations: usize) {
+    let per = res.len() / DRIVERS.len();
+    for (driver, res) in DRIVERS.iter().zip(res.chunks(per.max(1))) {
+        print_one(driver, res, iterations);
+    }
+}
+
+fn print_one(driver: &str, res: &[MigrateResults], iterations: usize) {
     println!(
-        "\nlxc copy SRC:C DST: between two servers on loopback (Debian 12 instance, 2 snapshots, dir pools, the real LXD 5.0 client for both): medians of {iterations}\n"
+        "\nlxc copy SRC:C DST: between two servers on loopback (Debian 12 instance, 2 snapshots, {driver} pools, the real LXD 5.0 client for both): medians of {iterations}\n"
     );
     type Get = fn(&MigrateResults) -> Duration;
     let rows: [(&str, Get); 3] = [

@@ -76,7 +76,7 @@ struct Medians {
 }
 
 /// A pool of `driver` on target `t`; loop-backed pools get 4 GiB.
-fn create_pool(t: &Target, driver: &str) -> Result<String> {
+pub(crate) fn create_pool(t: &Target, driver: &str) -> Result<String> {
     let name = format!("bench-{driver}");
     let mut args = vec![
         "storage".to_string(),

@@ -188,6 +188,10 @@ async fn serve_https(
                 }
             },
         };
+        // As Go's net package (and so LXD) does: small writes of an interactive stream (the
+        // rsync generator's requests during a migration, exec input) go out at once instead of
+        // waiting for the peer's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         // Connections end with the daemon, not with the listener: the request that moved
         // `core.https_address` still gets its answer.
         let (d, app, acceptor) = (d.clone(), app.clone(), acceptor.clone());

@@ -85,6 +85,9 @@ impl Endpoint {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
                     .await
                     .map_err(|e| Error::Connect(format!("Unable to connect to {base}: {e}")))?;
+                // Keystrokes of `lxc exec` and relayed migration messages go out at once, as
+                // with Go's client.
+                let _ = tcp.set_nodelay(true);
                 let name = super::tls::server_name(&host)?;
                 let s = tokio_rustls::TlsConnector::from(tls.clone())
                     .connect(name, tcp)

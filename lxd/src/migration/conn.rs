@@ -210,6 +210,8 @@ pub async fn dial(
     .await
     .map_err(|_| fail("timed out".into()))?
     .map_err(|e| fail(e.to_string()))?;
+    // Small control and rsync protocol messages go out at once (Go, and so LXD, does the same).
+    let _ = tcp.set_nodelay(true);
     let tls = connector
         .connect(server_name, tcp)
         .await

@@ -140,14 +140,24 @@ async fn recv_dir_snapshots(
         }
         std::fs::create_dir(&dir).map_err(|e| crate::error::io_err("create", &dir, e))?;
         let mut t = Tracker::new(op, snap);
+        let start = std::time::Instant::now();
         rsync::recv(&dir, prev.as_deref(), fs, &plan.rsync_features, &mut t).await?;
+        tracing::debug!(
+            "migration: snapshot {snap} received in {:?}",
+            start.elapsed()
+        );
         fix_top_dir(&dir)?;
         on_snapshot(snap)?;
         prev = Some(dir);
     }
     if let Some(newest) = plan.snapshots.last().cloned() {
         let (p, n) = (pool.clone(), plan.name.clone());
+        let start = std::time::Instant::now();
         blocking(move || p.restore_snapshot(&n, &newest)).await?;
+        tracing::debug!(
+            "migration: instance copied from its newest snapshot in {:?}",
+            start.elapsed()
+        );
     }
     Ok(())
 }
@@ -196,7 +206,12 @@ async fn recv_rsync(
     let passes = if plan.final_sync { 2 } else { 1 };
     for _ in 0..passes {
         let mut t = Tracker::new(op, &name);
+        let start = std::time::Instant::now();
         rsync::recv(&path, None, fs, &plan.rsync_features, &mut t).await?;
+        tracing::debug!(
+            "migration: instance {name} received in {:?}",
+            start.elapsed()
+        );
     }
     fix_top_dir(&path)
 }
