@@ -168,7 +168,7 @@ impl Target {
 
 /// Flush what earlier steps (of either daemon) left dirty, so that their writeback does not land
 /// in the next measurement: every timed step starts from the same clean state.
-fn settle() {
+pub(crate) fn settle() {
     let _ = Command::new("sync").status();
 }
 

@@ -70,6 +70,7 @@ type Pick = fn(&Medians) -> Duration;
 #[derive(Debug, Default, Clone)]
 struct Medians {
     launch: Duration,
+    start: Duration,
     snapshot: Duration,
     restore: Duration,
     copy: Duration,
@@ -95,19 +96,21 @@ pub(crate) fn create_pool(t: &Target, driver: &str) -> Result<String> {
     Ok(name)
 }
 
-/// One round on one target and pool: launch (then stop), snapshot while running, restore and
-/// copy while stopped; returns the four durations.
-fn round(t: &Target, pool: &str, it: usize) -> Result<[Duration; 4]> {
+/// One round on one target and pool: launch (then stop), snapshot while running, restore, start
+/// (then stop) and copy while stopped; returns launch, snapshot, restore, copy and start.
+fn round(t: &Target, pool: &str, it: usize) -> Result<[Duration; 5]> {
     let name = format!("{}-{}-{it}", t.prefix, &pool[6..]);
     let launch = t.timed_lxc(&["launch", "benchbb", &name, "-s", pool])?;
     let snapshot = t.timed_lxc(&["snapshot", &name, "s0"])?;
     t.lxc(&["stop", "--force", &name])?;
     let restore = t.timed_lxc(&["restore", &name, "s0"])?;
+    let start = t.timed_lxc(&["start", &name])?;
+    t.lxc(&["stop", "--force", &name])?;
     let copy_name = format!("{name}c");
     let copy = t.timed_lxc(&["copy", &name, &copy_name, "--instance-only"])?;
     t.lxc(&["delete", "--force", &copy_name])?;
     t.lxc(&["delete", "--force", &name])?;
-    Ok([launch, snapshot, restore, copy])
+    Ok([launch, snapshot, restore, copy, start])
 }
 
 pub fn run(targets: &mut [Target], iterations: usize) -> Result<()> {
@@ -128,7 +131,7 @@ pub fn run(targets: &mut [Target], iterations: usize) -> Result<()> {
     if pools.is_empty() {
         bail!("no pool could be created");
     }
-    let mut samples: Vec<[Vec<Duration>; 4]> = vec![Default::default(); pools.len()];
+    let mut samples: Vec<[Vec<Duration>; 5]> = vec![Default::default(); pools.len()];
     for it in 0..iterations {
         for (k, (i, _, pool)) in pools.iter().enumerate() {
             let r = round(&targets[*i], pool, it)?;
@@ -140,15 +143,24 @@ pub fn run(targets: &mut [Target], iterations: usize) -> Result<()> {
     let medians: Vec<Medians> = samples
         .into_iter()
         .map(|s| {
-            let [a, b, c, d] = s;
+            let [a, b, c, d, e] = s;
             Medians {
                 launch: median(a),
                 snapshot: median(b),
                 restore: median(c),
                 copy: median(d),
+                start: median(e),
             }
         })
         .collect();
+    // The floor of a launch: the bare clone of the pool's image volume, plus a start.
+    let mut bare = Vec::new();
+    for (k, (i, driver, pool)) in pools.iter().enumerate() {
+        if targets[*i].label == "ours" && *driver != "dir" {
+            let clone = bare_clone(&targets[*i], driver, pool, iterations)?;
+            bare.push((*driver, clone, medians[k].start, medians[k].launch));
+        }
+    }
     for (i, _, pool) in &pools {
         let _ = targets[*i].lxc(&["storage", "delete", pool]);
     }
@@ -189,6 +201,81 @@ pub fn run(targets: &mut [Target], iterations: usize) -> Result<()> {
             }
         }
     }
+    if !bare.is_empty() {
+        println!(
+            "\nour launch against its floor: the bare clone of the image volume (median of {iterations}) plus `lxc start` of a stopped instance\n"
+        );
+        println!(
+            "{:<8}{:>12}{:>12}{:>12}{:>12}{:>10}",
+            "driver", "clone", "start", "floor", "launch", "x floor"
+        );
+        for (driver, clone, start, launch) in bare {
+            let floor = clone + start;
+            println!(
+                "{driver:<8}{:>12}{:>12}{:>12}{:>12}{:>10.2}",
+                ms(clone),
+                ms(start),
+                ms(floor),
+                ms(launch),
+                launch.as_secs_f64() / floor.as_secs_f64()
+            );
+        }
+    }
     drop(zfs);
     Ok(())
+}
+
+/// Median time of the bare clone a launch on `driver` starts from: `btrfs subvolume snapshot`
+/// of our pool's image volume, or `zfs clone` of its `@readonly` snapshot (each removed again).
+fn bare_clone(t: &Target, driver: &str, pool: &str, iterations: usize) -> Result<Duration> {
+    let run = |prog: &str, args: &[&str]| -> Result<()> {
+        let out = Command::new(prog).args(args).output()?;
+        if !out.status.success() {
+            bail!(
+                "{prog} {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    };
+    let images = t.dir.join("storage-pools").join(pool).join("images");
+    let mut samples = Vec::new();
+    if driver == "btrfs" {
+        let fp = std::fs::read_dir(&images)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_dir())
+            .ok_or_else(|| anyhow::anyhow!("no image volume in {}", images.display()))?;
+        let dst = t.dir.join("storage-pools").join(pool).join("bench-bare");
+        let (src, dst) = (fp.to_string_lossy(), dst.to_string_lossy());
+        for _ in 0..iterations {
+            super::settle();
+            let t0 = Instant::now();
+            run("btrfs", &["subvolume", "snapshot", &src, &dst])?;
+            samples.push(t0.elapsed());
+            run("btrfs", &["subvolume", "delete", &dst])?;
+        }
+    } else {
+        let zpool = format!("lxdbench{}", std::process::id());
+        let out = Command::new("zfs")
+            .args(["list", "-H", "-o", "name", "-t", "snapshot", "-r"])
+            .arg(format!("{zpool}/images"))
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let snap = text
+            .lines()
+            .find(|l| l.ends_with("@readonly"))
+            .ok_or_else(|| anyhow::anyhow!("no image snapshot in {zpool}/images"))?
+            .to_string();
+        let dst = format!("{zpool}/bench-bare");
+        for _ in 0..iterations {
+            super::settle();
+            let t0 = Instant::now();
+            run("zfs", &["clone", &snap, &dst])?;
+            samples.push(t0.elapsed());
+            run("zfs", &["destroy", &dst])?;
+        }
+    }
+    Ok(median(samples))
 }
