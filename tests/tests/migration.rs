@@ -82,6 +82,51 @@ fn snapshots(b: &TestDaemon, rc: &str) -> Vec<String> {
     s
 }
 
+/// Run `script` in `rc` (started for it, stopped after); its stdout.
+fn in_instance(b: &TestDaemon, rc: &str, script: &str) -> String {
+    b.real_lxc_ok(&["start", rc]);
+    let out = b.real_lxc_ok(&["exec", rc, "--", "sh", "-c", script]);
+    b.real_lxc_ok(&["stop", "-f", rc]);
+    out.trim().to_string()
+}
+
+/// On a dir target the snapshots arrive as trees sharing unchanged files and the instance as a
+/// copy of its own: each must hold exactly its own state, whatever changed between them.
+#[test]
+fn snapshots_and_the_instance_arrive_each_with_its_own_state() {
+    if !root_or_skip("snapshots_and_the_instance_arrive_each_with_its_own_state") {
+        return;
+    }
+    let (a, b) = pair();
+    let c = unique("ms");
+    prepare(&b, &a, "a", &c);
+    let src = format!("a:{c}");
+    in_instance(&b, &src, "echo 0 > /root/v && echo x > /root/gone");
+    b.real_lxc_ok(&["snapshot", &src, "s0"]);
+    in_instance(
+        &b,
+        &src,
+        "echo 1 > /root/v && rm /root/gone && echo n > /root/new1",
+    );
+    b.real_lxc_ok(&["snapshot", &src, "s1"]);
+    in_instance(&b, &src, "echo 2 > /root/v && rm /root/new1");
+
+    let dst = format!("b:{}", unique("md"));
+    b.real_lxc_ok(&["copy", &src, &dst]);
+    assert_eq!(snapshots(&b, &dst), vec!["s0", "s1"]);
+    let state = "cat /root/v; ls /root | tr '\\n' ' '";
+    assert_eq!(in_instance(&b, &dst, state), "2\nf v");
+    // The instance's own writes do not reach the snapshots it was made from.
+    in_instance(&b, &dst, "echo changed > /root/f");
+    b.real_lxc_ok(&["restore", &dst, "s0"]);
+    assert_eq!(in_instance(&b, &dst, state), "0\nf gone v");
+    assert_eq!(in_instance(&b, &dst, "cat /root/f"), "hello");
+    b.real_lxc_ok(&["restore", &dst, "s1"]);
+    assert_eq!(in_instance(&b, &dst, state), "1\nf new1 v");
+    // The source kept its own state.
+    assert_eq!(in_instance(&b, &src, state), "2\nf v");
+}
+
 #[test]
 fn copy_between_our_daemons_in_pull_push_and_relay_modes() {
     if !root_or_skip("copy_between_our_daemons_in_pull_push_and_relay_modes") {

@@ -131,6 +131,30 @@ async fn recv_dir_snapshots(
     fs: &mut Conn,
     on_snapshot: &mut (dyn FnMut(&str) -> Result<()> + Send),
 ) -> Result<()> {
+    // The instance starts as a local copy of the oldest snapshot, made while the newer ones
+    // arrive (their hardlinks cost the network side little); the instance's own rsync then
+    // brings only what differs. The copy is always awaited: nothing else writes there meanwhile.
+    let mut copying: Option<tokio::task::JoinHandle<Result<()>>> = None;
+    let received = recv_dir_snapshot_chain(op, pool, plan, fs, on_snapshot, &mut copying).await;
+    let copied = match copying {
+        Some(h) => h
+            .await
+            .map_err(|e| ApiError::internal(format!("The instance copy failed: {e}")))
+            .and_then(|r| r),
+        None => Ok(()),
+    };
+    received?;
+    copied
+}
+
+async fn recv_dir_snapshot_chain(
+    op: &Arc<Op>,
+    pool: &Pool,
+    plan: &RecvPlan,
+    fs: &mut Conn,
+    on_snapshot: &mut (dyn FnMut(&str) -> Result<()> + Send),
+    copying: &mut Option<tokio::task::JoinHandle<Result<()>>>,
+) -> Result<()> {
     use lxd_storage::VolumeType::Container;
     let mut prev: Option<PathBuf> = None;
     for snap in &plan.snapshots {
@@ -148,16 +172,19 @@ async fn recv_dir_snapshots(
         );
         fix_top_dir(&dir)?;
         on_snapshot(snap)?;
+        if copying.is_none() {
+            let (p, n, s) = (pool.clone(), plan.name.clone(), snap.clone());
+            *copying = Some(tokio::task::spawn_blocking(move || {
+                let start = std::time::Instant::now();
+                p.restore_snapshot(&n, &s)?;
+                tracing::debug!(
+                    "migration: instance copied from {s} in {:?}",
+                    start.elapsed()
+                );
+                Ok(())
+            }));
+        }
         prev = Some(dir);
-    }
-    if let Some(newest) = plan.snapshots.last().cloned() {
-        let (p, n) = (pool.clone(), plan.name.clone());
-        let start = std::time::Instant::now();
-        blocking(move || p.restore_snapshot(&n, &newest)).await?;
-        tracing::debug!(
-            "migration: instance copied from its newest snapshot in {:?}",
-            start.elapsed()
-        );
     }
     Ok(())
 }
@@ -474,7 +501,12 @@ async fn recv_btrfs(
                 .to_path_buf();
             let before = entries(&dir);
             let mut t = Tracker::new(op, snap);
+            let start = std::time::Instant::now();
             recv_stream(btrfs_recv_cmd(&dir), fs, &mut t).await?;
+            tracing::debug!(
+                "migration: snapshot {snap} received in {:?}",
+                start.elapsed()
+            );
             made.volume = true;
             let got = entries(&dir)
                 .into_iter()
@@ -488,7 +520,12 @@ async fn recv_btrfs(
         let dir = work.join("main");
         std::fs::create_dir_all(&dir).map_err(|e| crate::error::io_err("create", &dir, e))?;
         let mut t = Tracker::new(op, &name);
+        let start = std::time::Instant::now();
         recv_stream(btrfs_recv_cmd(&dir), fs, &mut t).await?;
+        tracing::debug!(
+            "migration: instance {name} received in {:?}",
+            start.elapsed()
+        );
         let got = received(&dir)?;
         let dst = pool.instance_path(&name);
         let (g, d2, existing) = (got.clone(), dst.clone(), plan.existing);
