@@ -520,7 +520,7 @@ impl Zfs {
             if let [name, mp, "no"] = cols[..]
                 && mp.starts_with('/')
             {
-                zfs(["mount", name])?;
+                zfs_retry(&["mount", name])?;
                 did = true;
             }
         }

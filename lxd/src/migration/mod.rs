@@ -579,6 +579,9 @@ async fn sink_and_start(
 struct Made {
     row: bool,
     volume: bool,
+    /// Held by work that outlives a cancelled task (a local copy on the blocking pool): the
+    /// undo waits for it before removing the volume.
+    busy: Arc<std::sync::Mutex<()>>,
 }
 
 /// Undoes a half-made target: inline when the receive fails, from `Drop` when the operation is
@@ -610,6 +613,7 @@ impl Undo {
             self.made.clone(),
         );
         move || {
+            let _busy = made.busy.lock().unwrap_or_else(|e| e.into_inner());
             if made.volume
                 && let Ok(pool) = d.pool(&pool)
                 && pool.delete_instance(&name).is_err()

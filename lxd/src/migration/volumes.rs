@@ -130,12 +130,14 @@ async fn recv_dir_snapshots(
     plan: &RecvPlan,
     fs: &mut Conn,
     on_snapshot: &mut (dyn FnMut(&str) -> Result<()> + Send),
+    busy: &Arc<std::sync::Mutex<()>>,
 ) -> Result<()> {
     // The instance starts as a local copy of the oldest snapshot, made while the newer ones
     // arrive (their hardlinks cost the network side little); the instance's own rsync then
     // brings only what differs. The copy is always awaited: nothing else writes there meanwhile.
     let mut copying: Option<tokio::task::JoinHandle<Result<()>>> = None;
-    let received = recv_dir_snapshot_chain(op, pool, plan, fs, on_snapshot, &mut copying).await;
+    let received =
+        recv_dir_snapshot_chain(op, pool, plan, fs, on_snapshot, busy, &mut copying).await;
     let copied = match copying {
         Some(h) => h
             .await
@@ -153,6 +155,7 @@ async fn recv_dir_snapshot_chain(
     plan: &RecvPlan,
     fs: &mut Conn,
     on_snapshot: &mut (dyn FnMut(&str) -> Result<()> + Send),
+    busy: &Arc<std::sync::Mutex<()>>,
     copying: &mut Option<tokio::task::JoinHandle<Result<()>>>,
 ) -> Result<()> {
     use lxd_storage::VolumeType::Container;
@@ -174,7 +177,10 @@ async fn recv_dir_snapshot_chain(
         on_snapshot(snap)?;
         if copying.is_none() {
             let (p, n, s) = (pool.clone(), plan.name.clone(), snap.clone());
+            let busy = busy.clone();
             *copying = Some(tokio::task::spawn_blocking(move || {
+                // A cancelled migration's undo waits for this copy before removing the volume.
+                let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
                 let start = std::time::Instant::now();
                 p.restore_snapshot(&n, &s)?;
                 tracing::debug!(
@@ -219,7 +225,7 @@ async fn recv_rsync(
     let (p, n) = (pool.clone(), name.clone());
     let path = blocking(move || p.mount_instance(&n)).await?;
     if !plan.existing && pool.info().driver == "dir" && !plan.snapshots.is_empty() {
-        recv_dir_snapshots(op, pool, plan, fs, on_snapshot).await?;
+        recv_dir_snapshots(op, pool, plan, fs, on_snapshot, &made.busy).await?;
     } else {
         for snap in &plan.snapshots {
             let mut t = Tracker::new(op, snap);
