@@ -12,7 +12,7 @@ use super::{Target, median, ms};
 
 /// Keeps zfs-fuse running for the benchmark: started (and later stopped, by its pid) only when
 /// nothing answers.
-struct ZfsFuse(Option<Child>);
+pub(crate) struct ZfsFuse(Option<Child>);
 
 fn zfs_answers() -> bool {
     Command::new("zpool")
@@ -24,7 +24,7 @@ fn zfs_answers() -> bool {
 }
 
 impl ZfsFuse {
-    fn start() -> Option<ZfsFuse> {
+    pub(crate) fn start() -> Option<ZfsFuse> {
         if zfs_answers() {
             return Some(ZfsFuse(None));
         }
