@@ -119,11 +119,20 @@ async fn send_rsync(
     Ok(())
 }
 
+/// How long one receive phase took, in the debug log (`LXD_LOG=lxd::migration=debug`).
+async fn timed<T>(what: String, f: impl std::future::Future<Output = T>) -> T {
+    let start = std::time::Instant::now();
+    let out = f.await;
+    tracing::debug!("migration: {what} in {:?}", start.elapsed());
+    out
+}
+
 /// New snapshots on a dir pool: each is received straight into its snapshot directory, files
 /// unchanged since the previous one hard-linked to it (snapshots are read-only, so they may share
-/// inodes; the instance never does), then the instance volume starts as a parallel copy of the
-/// newest snapshot and rsync sends only what changed since. Instead of a full copy per snapshot,
-/// as a dir pool's snapshot otherwise costs, one copy in all.
+/// inodes; the instance never does). The instance volume starts as a parallel local copy of the
+/// oldest snapshot, made while the newer ones arrive, and its own rsync then sends only what
+/// differs: one full copy in all instead of one per snapshot. The copy is always awaited before
+/// anything else writes there, and a cancelled migration's undo waits for it (`busy`).
 async fn recv_dir_snapshots(
     op: &Arc<Op>,
     pool: &Pool,
@@ -132,12 +141,40 @@ async fn recv_dir_snapshots(
     on_snapshot: &mut (dyn FnMut(&str) -> Result<()> + Send),
     busy: &Arc<std::sync::Mutex<()>>,
 ) -> Result<()> {
-    // The instance starts as a local copy of the oldest snapshot, made while the newer ones
-    // arrive (their hardlinks cost the network side little); the instance's own rsync then
-    // brings only what differs. The copy is always awaited: nothing else writes there meanwhile.
+    use lxd_storage::VolumeType::Container;
     let mut copying: Option<tokio::task::JoinHandle<Result<()>>> = None;
-    let received =
-        recv_dir_snapshot_chain(op, pool, plan, fs, on_snapshot, busy, &mut copying).await;
+    let received = async {
+        let mut prev: Option<PathBuf> = None;
+        for snap in &plan.snapshots {
+            let dir = pool.volume_snapshot_path(Container, &plan.name, snap);
+            if let Some(parent) = dir.parent() {
+                mkdir_private(parent)?;
+            }
+            std::fs::create_dir(&dir).map_err(|e| crate::error::io_err("create", &dir, e))?;
+            let mut t = Tracker::new(op, snap);
+            let recv = rsync::recv(&dir, prev.as_deref(), fs, &plan.rsync_features, &mut t);
+            timed(format!("snapshot {snap} received"), recv).await?;
+            fix_top_dir(&dir)?;
+            on_snapshot(snap)?;
+            if copying.is_none() {
+                let (p, n, s) = (pool.clone(), plan.name.clone(), snap.clone());
+                let busy = busy.clone();
+                copying = Some(tokio::task::spawn_blocking(move || {
+                    let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
+                    let start = std::time::Instant::now();
+                    p.restore_snapshot(&n, &s)?;
+                    tracing::debug!(
+                        "migration: instance copied from {s} in {:?}",
+                        start.elapsed()
+                    );
+                    Ok(())
+                }));
+            }
+            prev = Some(dir);
+        }
+        Ok::<(), ApiError>(())
+    }
+    .await;
     let copied = match copying {
         Some(h) => h
             .await
@@ -147,52 +184,6 @@ async fn recv_dir_snapshots(
     };
     received?;
     copied
-}
-
-async fn recv_dir_snapshot_chain(
-    op: &Arc<Op>,
-    pool: &Pool,
-    plan: &RecvPlan,
-    fs: &mut Conn,
-    on_snapshot: &mut (dyn FnMut(&str) -> Result<()> + Send),
-    busy: &Arc<std::sync::Mutex<()>>,
-    copying: &mut Option<tokio::task::JoinHandle<Result<()>>>,
-) -> Result<()> {
-    use lxd_storage::VolumeType::Container;
-    let mut prev: Option<PathBuf> = None;
-    for snap in &plan.snapshots {
-        let dir = pool.volume_snapshot_path(Container, &plan.name, snap);
-        if let Some(parent) = dir.parent() {
-            mkdir_private(parent)?;
-        }
-        std::fs::create_dir(&dir).map_err(|e| crate::error::io_err("create", &dir, e))?;
-        let mut t = Tracker::new(op, snap);
-        let start = std::time::Instant::now();
-        rsync::recv(&dir, prev.as_deref(), fs, &plan.rsync_features, &mut t).await?;
-        tracing::debug!(
-            "migration: snapshot {snap} received in {:?}",
-            start.elapsed()
-        );
-        fix_top_dir(&dir)?;
-        on_snapshot(snap)?;
-        if copying.is_none() {
-            let (p, n, s) = (pool.clone(), plan.name.clone(), snap.clone());
-            let busy = busy.clone();
-            *copying = Some(tokio::task::spawn_blocking(move || {
-                // A cancelled migration's undo waits for this copy before removing the volume.
-                let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
-                let start = std::time::Instant::now();
-                p.restore_snapshot(&n, &s)?;
-                tracing::debug!(
-                    "migration: instance copied from {s} in {:?}",
-                    start.elapsed()
-                );
-                Ok(())
-            }));
-        }
-        prev = Some(dir);
-    }
-    Ok(())
 }
 
 /// A directory only root may enter (a dir pool's per-instance snapshot directory).
@@ -239,12 +230,8 @@ async fn recv_rsync(
     let passes = if plan.final_sync { 2 } else { 1 };
     for _ in 0..passes {
         let mut t = Tracker::new(op, &name);
-        let start = std::time::Instant::now();
-        rsync::recv(&path, None, fs, &plan.rsync_features, &mut t).await?;
-        tracing::debug!(
-            "migration: instance {name} received in {:?}",
-            start.elapsed()
-        );
+        let recv = rsync::recv(&path, None, fs, &plan.rsync_features, &mut t);
+        timed(format!("instance {name} received"), recv).await?;
     }
     fix_top_dir(&path)
 }
@@ -507,12 +494,8 @@ async fn recv_btrfs(
                 .to_path_buf();
             let before = entries(&dir);
             let mut t = Tracker::new(op, snap);
-            let start = std::time::Instant::now();
-            recv_stream(btrfs_recv_cmd(&dir), fs, &mut t).await?;
-            tracing::debug!(
-                "migration: snapshot {snap} received in {:?}",
-                start.elapsed()
-            );
+            let recv = recv_stream(btrfs_recv_cmd(&dir), fs, &mut t);
+            timed(format!("snapshot {snap} received"), recv).await?;
             made.volume = true;
             let got = entries(&dir)
                 .into_iter()
@@ -526,12 +509,8 @@ async fn recv_btrfs(
         let dir = work.join("main");
         std::fs::create_dir_all(&dir).map_err(|e| crate::error::io_err("create", &dir, e))?;
         let mut t = Tracker::new(op, &name);
-        let start = std::time::Instant::now();
-        recv_stream(btrfs_recv_cmd(&dir), fs, &mut t).await?;
-        tracing::debug!(
-            "migration: instance {name} received in {:?}",
-            start.elapsed()
-        );
+        let recv = recv_stream(btrfs_recv_cmd(&dir), fs, &mut t);
+        timed(format!("instance {name} received"), recv).await?;
         let got = received(&dir)?;
         let dst = pool.instance_path(&name);
         let (g, d2, existing) = (got.clone(), dst.clone(), plan.existing);
