@@ -321,6 +321,71 @@ fn instances_and_snapshots_on_zfs() {
     instance_flow("instances_and_snapshots_on_zfs", "zfs");
 }
 
+/// zfs-fuse has no idmapped mounts: the image volume is shifted once to the default map, so an
+/// unprivileged clone starts without rewriting its files, and a privileged one is shifted back.
+#[test]
+fn zfs_image_volumes_are_shifted_once_for_unprivileged_clones() {
+    let test = "zfs_image_volumes_are_shifted_once_for_unprivileged_clones";
+    let Some(_zfs) = driver_ready(test, "zfs") else {
+        return;
+    };
+    let d = daemon();
+    let pool = create_pool(&d, "zfs", &[]);
+    let idmap = |n: &str| {
+        d.query_json(&format!("/1.0/instances/{n}"))["config"]["volatile.last_state.idmap"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let c = unique("c");
+    d.real_lxc_ok(&["init", "busybox", &c, "-s", &pool]);
+    let vol = pool_path(&d, &pool).join(format!("containers/{c}"));
+    // Created, never started: already shifted on disk, and the instance knows it.
+    let created = idmap(&c);
+    assert!(created.contains("Hostid"), "not recorded: {created:?}");
+    assert!(
+        uid_of(&vol.join("rootfs/bin/busybox")) >= 65536,
+        "shifted on disk"
+    );
+    assert!(
+        !vol.join(".volatile.last_state.idmap").exists(),
+        "the image volume's record stays out of the instance"
+    );
+    d.real_lxc_ok(&["start", &c]);
+    assert_eq!(exec(&d, &c, "stat -c %u:%g /bin/busybox; id -u"), "0:0\n0");
+    assert_eq!(idmap(&c), created, "started without a shift");
+
+    // Privileged on the same pool: shifted back to real root on disk at its first start.
+    let p = unique("p");
+    d.real_lxc_ok(&[
+        "launch",
+        "busybox",
+        &p,
+        "-s",
+        &pool,
+        "-c",
+        "security.privileged=true",
+    ]);
+    assert_eq!(exec(&d, &p, "stat -c %u:%g /bin/busybox"), "0:0");
+    let pvol = pool_path(&d, &pool).join(format!("containers/{p}"));
+    assert_eq!(
+        uid_of(&pvol.join("rootfs/bin/busybox")),
+        0,
+        "unshifted on disk"
+    );
+    assert_eq!(idmap(&p), "[]");
+    // The image volume itself stays shifted for the next clone.
+    let c2 = unique("c");
+    d.real_lxc_ok(&["init", "busybox", &c2, "-s", &pool]);
+    assert_eq!(idmap(&c2), created);
+    for n in [&c, &p, &c2] {
+        d.real_lxc_ok(&["delete", "-f", n]);
+    }
+    d.real_lxc_ok(&["image", "delete", "busybox"]);
+    d.real_lxc_ok(&["storage", "delete", &pool]);
+    assert_pool_gone(&d, "zfs", &pool);
+}
+
 /// An image is unpacked once per pool; instances are clones; deleting the image keeps what its
 /// clones need until the last one goes (zfs), and never breaks an instance (btrfs).
 #[test]

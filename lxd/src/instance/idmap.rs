@@ -45,6 +45,40 @@ pub fn to_volatile(map: &IdMap) -> String {
     serde_json::to_string(&v).unwrap_or_else(|_| "[]".into())
 }
 
+/// The file at the top of an image volume (beside `rootfs/`, never inside the container) that
+/// records the id map its files were shifted to, as a `volatile.last_state.idmap` value. Only
+/// pools without idmapped mounts have it; a new instance takes it over and the file goes.
+pub const VOLUME_IDMAP_FILE: &str = ".volatile.last_state.idmap";
+
+/// Shift a freshly unpacked image volume to the host's default map, once, and record it.
+pub fn shift_image_volume(
+    volume: &std::path::Path,
+) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let map = lxd_runtime::idmap::host_idmap();
+    lxd_runtime::idmap::shift_tree(&volume.join("rootfs"), &map, false)?;
+    std::fs::write(volume.join(VOLUME_IDMAP_FILE), to_volatile(&map))?;
+    Ok(())
+}
+
+/// Take the recorded on-disk map out of a new instance volume cloned from an image volume:
+/// its value for `volatile.last_state.idmap`, or None when the files are unshifted.
+pub fn take_volume_idmap(volume: &std::path::Path) -> std::io::Result<Option<String>> {
+    let file = volume.join(VOLUME_IDMAP_FILE);
+    let v = match std::fs::read_to_string(&file) {
+        Ok(v) => v,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    std::fs::remove_file(&file)?;
+    match from_volatile(&v) {
+        Some(_) => Ok(Some(v)),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{VOLUME_IDMAP_FILE} holds no id map: {v:?}"),
+        )),
+    }
+}
+
 /// Decode a volatile idmap value; `[]` (or empty) means "no map" (privileged or unshifted).
 pub fn from_volatile(s: &str) -> Option<IdMap> {
     let entries: Vec<IdmapEntry> = serde_json::from_str(s).ok()?;

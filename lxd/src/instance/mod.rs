@@ -420,33 +420,49 @@ async fn create_volume(
             let images_dir = d.images_dir();
             let op2 = op.clone();
             let pool2 = pool.clone();
-            tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
-                if !pool2.image_volume_exists(&fp)? {
-                    op2.progress("create_instance_from_image_unpack", "Unpack: 0%", Some(0));
-                    let opts = crate::images::UnpackOptions {
-                        xattrs: pool2.info().xattrs,
-                        ..Default::default()
-                    };
-                    let mut filler = |dir: &std::path::Path| -> std::result::Result<
-                        (),
-                        Box<dyn std::error::Error + Send + Sync>,
-                    > {
-                        crate::images::unpack_image_with(&images_dir, &fp, dir, &opts).map_err(
-                            |e| -> Box<dyn std::error::Error + Send + Sync> {
-                                crate::storage::error_chain(&e).into()
-                            },
-                        )
-                    };
-                    pool2.create_image_volume(&fp, &mut filler)?;
-                    op2.progress(
-                        "create_instance_from_image_unpack",
-                        "Unpack: 100%",
-                        Some(100),
-                    );
-                }
-                Ok(pool2.create_instance_from_image(&name, &fp)?)
-            })
-            .await??
+            let (path, on_disk) = tokio::task::spawn_blocking(
+                move || -> Result<(std::path::PathBuf, Option<String>)> {
+                    if !pool2.image_volume_exists(&fp)? {
+                        op2.progress("create_instance_from_image_unpack", "Unpack: 0%", Some(0));
+                        let opts = crate::images::UnpackOptions {
+                            xattrs: pool2.info().xattrs,
+                            ..Default::default()
+                        };
+                        // Without idmapped mounts every unprivileged start needs the files
+                        // shifted on disk: shift the image volume once for the default map,
+                        // so its clones start shifted.
+                        let preshift = !pool2.info().idmapped_mounts;
+                        let mut filler = |dir: &std::path::Path| -> std::result::Result<
+                            (),
+                            Box<dyn std::error::Error + Send + Sync>,
+                        > {
+                            crate::images::unpack_image_with(&images_dir, &fp, dir, &opts)
+                                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
+                                    crate::storage::error_chain(&e).into()
+                                })?;
+                            if preshift {
+                                idmap::shift_image_volume(dir)?;
+                            }
+                            Ok(())
+                        };
+                        pool2.create_image_volume(&fp, &mut filler)?;
+                        op2.progress(
+                            "create_instance_from_image_unpack",
+                            "Unpack: 100%",
+                            Some(100),
+                        );
+                    }
+                    let path = pool2.create_instance_from_image(&name, &fp)?;
+                    let on_disk = idmap::take_volume_idmap(&path)
+                        .map_err(|e| crate::error::io_err("read the id map of", &path, e))?;
+                    Ok((path, on_disk))
+                },
+            )
+            .await??;
+            if let Some(v) = on_disk {
+                d.db.instance_set_config_key(&row.name, "volatile.last_state.idmap", Some(&v))?;
+            }
+            path
         }
         Source::Remote(_) => {
             return Err(ApiError::internal("Remote image was not pulled first"));
