@@ -36,6 +36,14 @@ impl Dir {
         }
     }
 
+    /// Each volume (and each snapshot) is a tree of its own for the block allocator
+    /// (`util::mark_top_dir`); also applied to pools made before this existed.
+    fn mark_top_dirs(&self) {
+        for d in crate::layout::BASE_DIRS {
+            util::mark_top_dir(&self.layout.pool_path().join(d));
+        }
+    }
+
     fn bind_mounted(&self) -> bool {
         self.source != self.layout.pool_path()
     }
@@ -150,6 +158,7 @@ impl Driver for Dir {
         for d in crate::layout::BASE_DIRS {
             let p = pool.join(d);
             mkdir_mode(&p, 0o711)?;
+            util::mark_top_dir(&p);
             rev.add("remove pool subdirectory", move || remove_tree(&p));
         }
         rev.success();
@@ -173,6 +182,7 @@ impl Driver for Dir {
 
     fn mount_pool(&self) -> Result<bool> {
         if !self.bind_mounted() || util::is_mountpoint(&self.layout.pool_path())? {
+            self.mark_top_dirs();
             return Ok(false);
         }
         self.layout.ensure_pool_dir()?;
@@ -184,6 +194,7 @@ impl Driver for Dir {
                 self.layout.pool_path().as_os_str(),
             ],
         )?;
+        self.mark_top_dirs();
         Ok(true)
     }
 
@@ -304,7 +315,7 @@ impl Driver for Dir {
         if with_snapshots {
             let snaps = self.list_volume_snapshots(vt, src)?;
             if !snaps.is_empty() {
-                mkdir_mode(&snaps_to, 0o700)?;
+                snapshots_dir(&snaps_to)?;
                 let s = snaps_to.clone();
                 rev.add("remove copied snapshots", move || remove_tree(&s));
                 for snap in snaps {
@@ -357,7 +368,7 @@ impl Driver for Dir {
         let parent = self.layout.snapshots_of(vt, name);
         let mut rev = Reverter::new();
         if !exists(&parent) {
-            mkdir_mode(&parent, 0o700)?;
+            snapshots_dir(&parent)?;
             let p = parent.clone();
             rev.add("remove snapshot directory", move || remove_tree(&p));
         }
@@ -460,7 +471,7 @@ impl Driver for Dir {
             let snaps_to = self.layout.snapshots_of(vt, dst);
             for s in transfer::snapshots_after(&self.list_volume_snapshots(vt, src)?, common) {
                 if !exists(&snaps_to) {
-                    mkdir_mode(&snaps_to, 0o700)?;
+                    snapshots_dir(&snaps_to)?;
                 }
                 self.copy_into_new(
                     &self.layout.snapshot(vt, src, &s),
@@ -480,4 +491,12 @@ impl Driver for Dir {
         )?;
         Ok(out)
     }
+}
+
+/// A volume's snapshot directory: each snapshot below it is a tree of its own for the block
+/// allocator, like the volumes themselves (`util::mark_top_dir`).
+fn snapshots_dir(p: &Path) -> Result<()> {
+    mkdir_mode(p, 0o700)?;
+    util::mark_top_dir(p);
+    Ok(())
 }

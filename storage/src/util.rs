@@ -243,6 +243,39 @@ pub(crate) fn supports_idmapped_mounts(path: &Path) -> bool {
     )
 }
 
+/// `FS_TOPDIR_FL` (`chattr +T`): the directory is the top of separate hierarchies.
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Mark `dir` as the top of directory hierarchies (`chattr +T`), so that ext4's Orlov allocator
+/// puts each new tree below it (an instance, a snapshot) in a block group of its own. Without
+/// it a new tree lands in the groups its parent used, and on an ext4 without a journal each new
+/// inode is then searched past every inode freed there in the last minutes ("recently deleted"):
+/// a 7.7k-file Debian copy right after a delete took 2-3 s instead of 0.2 s. A hint only:
+/// filesystems that do not know the flag are left as they are.
+pub(crate) fn mark_top_dir(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = fs::File::open(dir) else {
+        return;
+    };
+    let mut flags: libc::c_int = 0;
+    // SAFETY: both ioctls take a pointer to an int, valid for the duration of the call.
+    unsafe {
+        if libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) != 0
+            || flags & FS_TOPDIR_FL != 0
+        {
+            return;
+        }
+        flags |= FS_TOPDIR_FL;
+        if libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) != 0 {
+            tracing::debug!(
+                "chattr +T {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 /// (used, total) bytes of the filesystem holding `path`.
 pub(crate) fn fs_usage(path: &Path) -> Result<(u64, u64)> {
     let st = nix::sys::statvfs::statvfs(path)

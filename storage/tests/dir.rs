@@ -23,6 +23,22 @@ fn dir_pool_lifecycle() {
     );
     lifecycle(&*pool, true);
     let c = pool.create_instance_empty("q").unwrap();
+    // On ext4 each volume and snapshot is its own tree for the Orlov allocator (chattr +T).
+    pool.create_snapshot("q", "s0").unwrap();
+    let fs_type = sh("stat", &["-f", "-c", "%T", &s.path().display().to_string()]).unwrap();
+    if fs_type.trim() == "ext2/ext3" {
+        for d in [
+            "containers",
+            "containers-snapshots",
+            "containers-snapshots/q",
+            "custom",
+        ] {
+            let p = pool.pool_path().join(d).display().to_string();
+            let attrs = sh("lsattr", &["-d", &p]).unwrap();
+            let flags = attrs.split_whitespace().next().unwrap_or_default();
+            assert!(flags.contains('T'), "{d}: no top-dir flag: {attrs}");
+        }
+    }
     assert!(matches!(
         pool.set_instance_quota("q", Some(1 << 30)),
         Err(lxd_storage::Error::NotSupported(_))
