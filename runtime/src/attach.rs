@@ -135,7 +135,10 @@ fn run(req: &ExecRequest) -> Result<i32> {
     if cg.is_frozen().unwrap_or(false) {
         return Err(Error::Frozen);
     }
-    cg.attach_exec(std::process::id() as i32)?;
+    // This helper joins the v1 cgroups itself; the command is born in the cgroup2 one.
+    let join = cg.join_plan()?;
+    join.join_v1_self()
+        .path_ctx("join the v1 cgroups", Path::new(&req.cgroup_name))?;
 
     if req.pty && nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
         // The pty lives in the container's devpts but was opened by host root: give it to the
@@ -175,8 +178,26 @@ fn run(req: &ExecRequest) -> Result<i32> {
     let filter = crate::seccomp::compile(&crate::seccomp::default_rules())?;
 
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).sys_ctx("create a pipe")?;
-    // SAFETY: forkexec runs in a single-threaded helper, so the child may run any code.
-    match unsafe { nix::unistd::fork() }.sys_ctx("fork into the container")? {
+    let fork = |into: Option<&OwnedFd>| {
+        // SAFETY: forkexec runs in a single-threaded helper, so the child may run any code.
+        unsafe { sys::clone_fork_into(0, into.map(|f| f.as_fd())) }
+    };
+    let pid = match fork(join.v2_dir.as_ref()) {
+        // The container's init enabled controllers for its children: only leaves hold
+        // processes (cgroup2's no internal processes rule).
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => fork(cg.exec_leaf()?.as_ref()),
+        r => r,
+    }
+    .sys_ctx("fork into the container")?;
+    drop(join);
+    let forked = if pid == 0 {
+        ForkResult::Child
+    } else {
+        ForkResult::Parent {
+            child: nix::unistd::Pid::from_raw(pid),
+        }
+    };
+    match forked {
         ForkResult::Child => {
             drop(r);
             let errno = child(req, &argv, &envp, &candidates, home.as_deref(), &filter);

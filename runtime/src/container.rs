@@ -54,6 +54,8 @@ struct ChildPlan<'a> {
     envp: Vec<CString>,
     rootfs: CString,
     sock: RawFd,
+    /// The child joins the v1 cgroups itself (it is born in the cgroup2 one).
+    join: crate::cgroup::JoinPlan,
 }
 
 /// A started init: its pid and the master of its console pty.
@@ -105,6 +107,7 @@ pub fn launch(spec: &ContainerSpec, cg: &dyn CgroupManager) -> Result<Launched> 
         envp: cstrings(&init_env(spec), "the init environment")?,
         rootfs: sys::cpath(&spec.rootfs)?,
         sock: csock.as_raw_fd(),
+        join: cg.join_plan()?,
     };
     let mut flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
@@ -114,15 +117,17 @@ pub fn launch(spec: &ContainerSpec, cg: &dyn CgroupManager) -> Result<Launched> 
     if spec.idmap.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
+    let into = plan.join.v2_dir.as_ref().map(|f| f.as_fd());
     // SAFETY: the monitor is single-threaded (forkstart requires it), so the child may use the
     // allocator and everything else; it never returns from `child_main`.
-    let pid =
-        unsafe { sys::clone_fork(flags as libc::c_ulong) }.sys_ctx("clone the container init")?;
+    let pid = unsafe { sys::clone_fork_into(flags as libc::c_ulong, into) }
+        .sys_ctx("clone the container init")?;
     if pid == 0 {
         drop(psock);
         child_main(&plan);
     }
     drop(csock);
+    drop(plan);
     match release_child(spec, cg, pid, &psock, root_host) {
         Ok(console) => Ok(Launched { pid, console }),
         Err(e) => {
@@ -144,7 +149,6 @@ fn release_child(
     if let Some(map) = &spec.idmap {
         idmap::write_maps(pid, map)?;
     }
-    cg.attach(pid)?;
     if let Some((uid, gid)) = root_host {
         cg.delegate(uid, gid)?;
     }
@@ -268,7 +272,11 @@ fn child_setup(p: &ChildPlan<'_>) -> Result<Infallible> {
     let rootfs_tree = trees.next().expect("checked non-empty");
     let trees: Vec<OwnedFd> = trees.collect();
 
-    // We are in our cgroups now: make them the root of our cgroup namespace.
+    // Into our cgroups (born in the cgroup2 one), then make them the root of our cgroup
+    // namespace.
+    p.join
+        .join_v1_self()
+        .path_ctx("join the v1 cgroups", Path::new(&p.spec.cgroup_name))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .sys_ctx("create the cgroup namespace")?;
     nix::mount::mount(

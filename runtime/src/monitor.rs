@@ -147,6 +147,11 @@ fn monitor_main(run_dir: &Path, report: OwnedFd) -> ! {
             Ok(pid) => {
                 let _ = sys::write_all_fd(report.as_raw_fd(), format!("OK {pid}\n").as_bytes());
                 drop(report);
+                // Out of the daemon's cgroup2 (its systemd unit) too, now that the start does
+                // not wait for it (cgroup::JoinPlan says why it costs).
+                if let Err(e) = cgroup::move_to_v2_root(std::process::id() as i32) {
+                    mlog!("{e}");
+                }
                 m.run()
             }
             Err(e) => {
@@ -249,7 +254,7 @@ impl Monitor {
         let _ = nix::unistd::chdir("/");
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
         set_comm("lxdrs-monitor");
-        cgroup::move_to_root(std::process::id() as i32)?;
+        cgroup::enter_v1_roots()?;
 
         let mut mask = SigSet::empty();
         for s in [

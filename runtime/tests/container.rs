@@ -313,9 +313,30 @@ fn monitor_outlives_its_starter_and_serves_the_console() {
     let (ppid, tty_nr) = (f[1], f[4]);
     assert_ne!(ppid, std::process::id().to_string());
     assert_eq!(tty_nr, "0", "the monitor has a controlling tty");
-    // The monitor lives in the root cgroups, outside the container's.
-    let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", st.monitor_pid)).unwrap();
-    assert!(cg.lines().all(|l| l.ends_with(":/")), "{cg}");
+    // The monitor lives in the root cgroups, outside the container's (it leaves the cgroup2
+    // one of its starter once init runs).
+    let monitor_cg = || std::fs::read_to_string(format!("/proc/{}/cgroup", st.monitor_pid));
+    assert!(
+        ct.wait_for(5, || monitor_cg()
+            .is_ok_and(|cg| cg.lines().all(|l| l.ends_with(":/")))),
+        "{:?}",
+        monitor_cg()
+    );
+    // Init and exec'd commands are in the container's cgroup of every hierarchy: seen from
+    // the host, and inside as the root of their cgroup namespace.
+    let name = format!("/lxdrs.payload.{}", ct.name);
+    let init_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", ct.init_pid())).unwrap();
+    assert!(
+        init_cg.lines().count() > 0 && init_cg.lines().all(|l| l.ends_with(&name)),
+        "{init_cg}"
+    );
+    let (code, inside) = ct.exec(&["cat", "/proc/self/cgroup"]);
+    assert_eq!(code, 0);
+    assert!(
+        inside.lines().count() == init_cg.lines().count()
+            && inside.lines().all(|l| l.ends_with(":/")),
+        "exec'd outside the container's cgroups: {inside}"
+    );
     // Its memory stays small.
     let smaps = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", st.monitor_pid)).unwrap();
     let dirty: u64 = smaps

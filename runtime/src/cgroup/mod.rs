@@ -6,6 +6,7 @@ mod v1;
 mod v2;
 
 use std::collections::HashSet;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -91,10 +92,44 @@ pub trait CgroupManager: std::fmt::Debug {
     }
     /// Moves `pid` into the container cgroup of every hierarchy.
     fn attach(&self, pid: i32) -> Result<()>;
-    /// Moves `pid` (an exec'd process) in; on v2 falls back to a leaf when the container's
-    /// cgroup has controllers enabled for its children (no internal processes rule).
-    fn attach_exec(&self, pid: i32) -> Result<()> {
-        self.attach(pid)
+    /// The container's cgroup2 directory (`unified` on a hybrid host), if there is one.
+    fn v2_path(&self) -> Option<PathBuf>;
+    /// The container's `tasks` file in every v1 hierarchy (none on a pure v2 host).
+    fn v1_tasks_paths(&self) -> Vec<PathBuf>;
+    /// How a new process joins the container's cgroups without a cgroup.procs write
+    /// (`JoinPlan`); the files are opened here, by the privileged caller.
+    fn join_plan(&self) -> Result<JoinPlan> {
+        let v2_dir = match self.v2_path() {
+            Some(d) => Some(open_dir(&d)?),
+            None => None,
+        };
+        let v1_tasks = self
+            .v1_tasks_paths()
+            .iter()
+            .map(|p| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .map(OwnedFd::from)
+                    .path_ctx("open", p)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(JoinPlan { v2_dir, v1_tasks })
+    }
+    /// The cgroup2 leaf for exec'd commands, created on demand: used when the container's
+    /// init enabled controllers for its children, so that processes may only live in leaves
+    /// (no internal processes rule), as LXC's `.lxc`.
+    fn exec_leaf(&self) -> Result<Option<OwnedFd>> {
+        let Some(dir) = self.v2_path() else {
+            return Ok(None);
+        };
+        let leaf = dir.join(".lxc");
+        match std::fs::create_dir(&leaf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("create cgroup", &leaf, e)),
+        }
+        open_dir(&leaf).map(Some)
     }
     /// Hands the directories to the container's root so its init can create sub-cgroups.
     fn delegate(&self, uid: u32, gid: u32) -> Result<()>;
@@ -164,17 +199,84 @@ pub fn open(cgroup_name: &str) -> Result<Box<dyn CgroupManager>> {
     })
 }
 
-/// Moves `pid` into the root cgroup of every hierarchy (the monitor lives there, outside both
-/// the daemon's cgroup and the container's).
-pub fn move_to_root(pid: i32) -> Result<()> {
-    let roots: Vec<PathBuf> = match layout()? {
-        Layout::V1(hs) => hs.iter().map(|h| h.mountpoint.clone()).collect(),
-        Layout::V2(root) => vec![root.clone()],
-    };
-    for r in roots {
-        write_file(&r.join("cgroup.procs"), &pid.to_string())?;
+/// How a new process enters a container's cgroups without anybody writing its pid to a
+/// `cgroup.procs` file: every such write makes the writer wait for an RCU grace period (the
+/// global cgroup_threadgroup_rwsem; 7-30 ms on this host), which was the largest part of a
+/// start and a good part of an exec. Instead the process is cloned straight into the cgroup2
+/// directory (`sys::clone_fork_into`, CLONE_INTO_CGROUP) and, on a hybrid host, writes "0" to
+/// the `tasks` file of every v1 hierarchy itself: that moves only the calling thread and takes
+/// no global lock. The files are opened by the privileged parent, whose credentials the kernel
+/// checks, so the write also works from inside the container's user namespace.
+#[derive(Debug)]
+pub struct JoinPlan {
+    /// The container's cgroup2 directory, for CLONE_INTO_CGROUP.
+    pub v2_dir: Option<OwnedFd>,
+    /// The container's `tasks` file in every v1 hierarchy, opened for writing.
+    pub v1_tasks: Vec<OwnedFd>,
+}
+
+impl JoinPlan {
+    /// Moves the calling thread into the v1 cgroups. Only write(2): safe in a freshly cloned
+    /// child. The caller must be single-threaded (other threads would stay behind).
+    pub fn join_v1_self(&self) -> std::io::Result<()> {
+        join_v1_self(&self.v1_tasks)
+    }
+}
+
+/// Writes "0" (the calling thread) to each `tasks` file.
+fn join_v1_self(tasks: &[OwnedFd]) -> std::io::Result<()> {
+    for fd in tasks {
+        // SAFETY: writing a 1-byte buffer to an open descriptor.
+        let n = unsafe { libc::write(fd.as_raw_fd(), c"0".as_ptr().cast(), 1) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
     }
     Ok(())
+}
+
+fn open_dir(dir: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .map(OwnedFd::from)
+        .path_ctx("open", dir)
+}
+
+/// Moves the calling, single-threaded process into the root cgroup of every v1 hierarchy (the
+/// monitor lives there, outside both the daemon's cgroups and the container's): "0" to each
+/// root's `tasks`, no grace period to wait for.
+pub fn enter_v1_roots() -> Result<()> {
+    let Layout::V1(hs) = layout()? else {
+        return Ok(());
+    };
+    let mut tasks = Vec::new();
+    for h in hs.iter().filter(|h| h.kind != HierarchyKind::Unified) {
+        let p = h.mountpoint.join("tasks");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .path_ctx("open", &p)?;
+        tasks.push(OwnedFd::from(f));
+    }
+    join_v1_self(&tasks)
+        .map_err(|e| Error::io("join the v1 root cgroups via", Path::new(CGROUP_ROOT), e))
+}
+
+/// Moves `pid` into the root of the cgroup2 hierarchy (outside the daemon's systemd unit). A
+/// cgroup.procs write: the caller waits for a grace period, so the monitor does it once its
+/// container runs.
+pub fn move_to_v2_root(pid: i32) -> Result<()> {
+    let root = match layout()? {
+        Layout::V1(hs) => match hs.iter().find(|h| h.kind == HierarchyKind::Unified) {
+            Some(h) => h.mountpoint.clone(),
+            None => return Ok(()),
+        },
+        Layout::V2(root) => root.clone(),
+    };
+    write_file(&root.join("cgroup.procs"), &pid.to_string())
 }
 
 /// Parses /proc/self/mountinfo into the cgroup hierarchies mounted under /sys/fs/cgroup (first

@@ -189,6 +189,18 @@ impl CgroupManager for V1Cgroup {
         Ok(())
     }
 
+    fn v2_path(&self) -> Option<PathBuf> {
+        self.unified_dir()
+    }
+
+    fn v1_tasks_paths(&self) -> Vec<PathBuf> {
+        self.hierarchies
+            .iter()
+            .filter(|h| h.kind != HierarchyKind::Unified)
+            .map(|h| h.mountpoint.join(&self.name).join("tasks"))
+            .collect()
+    }
+
     fn delegate(&self, uid: u32, gid: u32) -> Result<()> {
         for h in &self.hierarchies {
             let d = h.mountpoint.join(&self.name);

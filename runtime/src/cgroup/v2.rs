@@ -118,21 +118,12 @@ impl CgroupManager for V2Cgroup {
         write_file(&self.dir().join("cgroup.procs"), &pid.to_string())
     }
 
-    fn attach_exec(&self, pid: i32) -> Result<()> {
-        match self.attach(pid) {
-            Err(e) if e.errno() == Some(libc::EBUSY) => {
-                // The container's init enabled controllers for its children: processes may only
-                // live in leaves, so exec'd commands go to a leaf of their own (as LXC's .lxc).
-                let leaf = self.dir().join(".lxc");
-                match std::fs::create_dir(&leaf) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(Error::io("create cgroup", &leaf, e)),
-                }
-                write_file(&leaf.join("cgroup.procs"), &pid.to_string())
-            }
-            r => r,
-        }
+    fn v2_path(&self) -> Option<PathBuf> {
+        Some(self.dir())
+    }
+
+    fn v1_tasks_paths(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
 
     fn delegate(&self, uid: u32, gid: u32) -> Result<()> {
