@@ -99,9 +99,19 @@ where
 /// can fail with "dataset is busy" (or, for a rollback, "I/O error") for a moment. Retry those a
 /// few times.
 fn zfs_retry(args: &[&str]) -> Result<String> {
+    retry_busy("zfs", args)
+}
+
+/// `zpool destroy`/`export` right after a dataset was unmounted: "pool is busy" for a moment.
+fn zpool_retry(args: &[&str]) -> Result<String> {
+    retry_busy("zpool", args)
+}
+
+fn retry_busy(cmd: &str, args: &[&str]) -> Result<String> {
+    let run = || runner::run(cmd, args);
     let mut delay = std::time::Duration::from_millis(100);
     for _ in 0..5 {
-        match zfs(args) {
+        match run() {
             Err(Error::Command { message, .. })
                 if message.contains("busy") || message.contains("I/O error") =>
             {
@@ -111,7 +121,7 @@ fn zfs_retry(args: &[&str]) -> Result<String> {
             other => return other,
         }
     }
-    zfs(args)
+    run()
 }
 
 fn zpool<I, S>(args: I) -> Result<String>
@@ -663,7 +673,7 @@ impl Driver for Zfs {
                     let _ = self.mount_pool();
                 }
                 if self.pool_imported() {
-                    zpool(["destroy", self.zpool_name()])?;
+                    zpool_retry(&["destroy", self.zpool_name()])?;
                 }
                 if let Source::Loop(f) = &self.source {
                     util::remove_tree(f)?;
@@ -713,7 +723,7 @@ impl Driver for Zfs {
         let export = get_bool(&self.config, &["zfs.export"], true);
         match self.source {
             Source::Loop(_) | Source::Device(_) if export => {
-                zpool(["export", self.zpool_name()])?;
+                zpool_retry(&["export", self.zpool_name()])?;
                 Ok(true)
             }
             _ => {
