@@ -4,7 +4,7 @@
 //! own devpts. Runs only in a single-threaded helper process, never in the daemon.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -101,12 +101,6 @@ fn run(req: &ExecRequest) -> Result<i32> {
     if req.command.is_empty() {
         return Err(Error::Invalid("no command given".into()));
     }
-    // fd 3, when the daemon opened it, is where the command's host pid goes. Take it before
-    // anything else can be allocated that number.
-    let pid_report = sys::fd_is_open(3).then(|| {
-        // SAFETY: fd 3 is open and nothing in this process owns it yet.
-        unsafe { OwnedFd::from_raw_fd(3) }
-    });
     // Nothing in the container may ptrace or read /proc of this still-privileged process.
     sys::set_dumpable(false);
     let pid = req.init_pid;
@@ -225,10 +219,6 @@ fn run(req: &ExecRequest) -> Result<i32> {
                 // SAFETY: the handler only calls kill(2), which is async-signal-safe.
                 unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
             }
-            if let Some(fd) = pid_report {
-                let _ =
-                    sys::write_all_fd(fd.as_raw_fd(), format!("{}\n", child.as_raw()).as_bytes());
-            }
             let mut b = [0u8; 4];
             let n = sys::read_fd(r.as_raw_fd(), &mut b).unwrap_or(0);
             let status = loop {
@@ -254,6 +244,18 @@ fn run(req: &ExecRequest) -> Result<i32> {
             Ok(exit_code(status))
         }
     }
+}
+
+/// The command a `forkexec` helper runs: its only child (None until it forked, or once both
+/// are gone). The daemon signals it through this, so it can spawn the helper without placing
+/// a pid pipe (which would force a fork of the whole daemon instead of posix_spawn).
+pub fn command_pid(helper: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{helper}/task/{helper}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Failure of a step before exec is reported with this bit set on the errno.

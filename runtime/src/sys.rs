@@ -200,12 +200,6 @@ pub(crate) fn close_fds_except(first: RawFd, keep: &[RawFd]) {
     unsafe { libc::close_range(lo as u32, u32::MAX, 0) };
 }
 
-/// Whether `fd` is an open descriptor.
-pub(crate) fn fd_is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only queries flags and is harmless on any integer.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
-}
-
 /// prctl(PR_SET_DUMPABLE).
 pub(crate) fn set_dumpable(on: bool) {
     // SAFETY: PR_SET_DUMPABLE takes an integer and changes only this process's flag.

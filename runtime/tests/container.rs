@@ -472,24 +472,31 @@ fn disks_and_nics_are_attached() {
 }
 
 #[test]
-fn exec_reports_its_host_pid_on_fd3() {
+fn exec_command_is_the_helpers_only_child() {
     if skip() {
         return;
     }
     let ct = Ct::new(Kind::Privileged);
     ct.start();
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "'{}' exec \"$0\" 3>&1 >/dev/null",
-            common::runctl().display()
-        ))
-        .arg(ct.request(&["sh", "-c", "echo $$"], false))
-        .output()
+    // How the daemon finds the command to signal: the helper's only child, inside the
+    // container's pid namespace.
+    let mut helper = std::process::Command::new(common::runctl())
+        .arg("exec")
+        .arg(ct.request(&["sleep", "30"], false))
+        .stdin(std::process::Stdio::null())
+        .spawn()
         .unwrap();
-    assert!(out.status.success());
-    let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    assert!(pid > 1 && pid != ct.init_pid());
+    let h = helper.id() as i32;
+    assert!(ct.wait_for(10, || lxd_runtime::attach::command_pid(h).is_some()));
+    let pid = lxd_runtime::attach::command_pid(h).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(nspid.split_whitespace().count(), 3, "{nspid}");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(cmdline.starts_with(b"sleep\0"), "{cmdline:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    assert_eq!(helper.wait().unwrap().code(), Some(128 + 9));
+    assert_eq!(lxd_runtime::attach::command_pid(h), None);
 }
 
 fn file_op(

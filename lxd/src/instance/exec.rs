@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::Command;
 use tokio::sync::oneshot;
 
 use super::runtime::{self as rt, RunState};
@@ -164,27 +165,13 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(1)
 }
 
-fn forkexec_command(
-    d: &Daemon,
-    req: &lxd_runtime::attach::ExecRequest,
-) -> Result<(tokio::process::Command, OwnedFd)> {
+/// `lxd forkexec REQUEST`: nothing to do between fork and exec, so std spawns it with
+/// posix_spawn (a vfork) rather than forking the whole daemon.
+fn forkexec_command(d: &Daemon, req: &lxd_runtime::attach::ExecRequest) -> Result<Command> {
     let json = serde_json::to_string(req)?;
-    let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| ApiError::internal(format!("Failed to create a pipe: {e}")))?;
-    let mut std_cmd = std::process::Command::new(&d.exe);
-    std_cmd.arg("forkexec").arg(json);
-    lxd_runtime::process::pass_fd(&mut std_cmd, pid_w, 3);
-    let mut cmd = tokio::process::Command::from(std_cmd);
-    cmd.kill_on_drop(true);
-    Ok((cmd, pid_r))
-}
-
-/// Read the command's host pid that forkexec reports on fd 3.
-async fn read_pid(pid_r: OwnedFd) -> Option<i32> {
-    let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(pid_r).ok()?;
-    let mut s = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), rx.read_to_string(&mut s)).await;
-    s.trim().parse().ok()
+    let mut cmd = Command::new(&d.exe);
+    cmd.arg("forkexec").arg(json).kill_on_drop(true);
+    Ok(cmd)
 }
 
 async fn run_detached(
@@ -194,7 +181,7 @@ async fn run_detached(
     record: bool,
     op: &Op,
 ) -> TaskResult {
-    let (mut cmd, pid_r) = forkexec_command(d, &req)?;
+    let mut cmd = forkexec_command(d, &req)?;
     cmd.stdin(std::process::Stdio::null());
     let mut output = None;
     if record {
@@ -218,7 +205,6 @@ async fn run_detached(
         .spawn()
         .map_err(|e| ApiError::internal(format!("Failed to run forkexec: {e}")))?;
     drop(cmd);
-    let _ = read_pid(pid_r).await;
     let status = child
         .wait()
         .await
@@ -333,8 +319,13 @@ impl PtyMaster {
     }
 }
 
-fn send_signal(pid: Option<i32>, sig: i32) {
-    if let (Some(pid), Ok(sig)) = (pid, nix::sys::signal::Signal::try_from(sig)) {
+/// Signal the command of the `forkexec` helper `helper` (the helper itself before it forked).
+fn send_signal(helper: Option<u32>, sig: i32) {
+    let Some(helper) = helper.and_then(|h| i32::try_from(h).ok()) else {
+        return;
+    };
+    let pid = lxd_runtime::attach::command_pid(helper).unwrap_or(helper);
+    if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
     }
 }
@@ -348,7 +339,7 @@ async fn run_websocket(
     op: &Op,
 ) -> TaskResult {
     let mut socks = collect_sockets(sockets, interactive).await?;
-    let (mut cmd, pid_r) = forkexec_command(d, &req)?;
+    let mut cmd = forkexec_command(d, &req)?;
     let mut relays = Vec::new();
     let mut pty: Option<Arc<PtyMaster>> = None;
     let mut child;
@@ -434,7 +425,7 @@ async fn run_websocket(
         }
     }
     drop(cmd);
-    let pid = read_pid(pid_r).await;
+    let pid = child.id();
 
     // Control: resize, signals; closing it while the command runs kills the command.
     let (ctl_done_tx, mut ctl_done_rx) = oneshot::channel::<()>();
