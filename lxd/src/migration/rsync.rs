@@ -43,6 +43,11 @@ pub fn recv_args(path: &Path, features: &[&str], link_dest: Option<&Path>) -> Ve
         "--devices",
         "--partial",
         "--sparse",
+        // The receiver's quick check, to the nanosecond: the default (whole seconds) takes a
+        // file rewritten with the same size within the same second for unchanged, and our
+        // receiver seeds volumes (the instance from its oldest snapshot, snapshots through
+        // --link-dest), so such a file would keep the older content.
+        "--modify-window=-1",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -307,6 +312,7 @@ mod tests {
         assert_eq!(a[1], "-vlogDtpre.iLsfx");
         assert!(a.contains(&"--xattrs".to_string()));
         assert!(a.contains(&"--delete".to_string()));
+        assert!(a.contains(&"--modify-window=-1".to_string()));
         assert_eq!(a[a.len() - 2], ".");
         assert_eq!(a[a.len() - 1], "/p/c1/");
         let s = send_args(Path::new("/p/c1"), &[], "lxd netcat @x c1 --");
