@@ -487,13 +487,17 @@ fn exec_command_is_the_helpers_only_child() {
         .spawn()
         .unwrap();
     let h = helper.id() as i32;
-    assert!(ct.wait_for(10, || lxd_runtime::attach::command_pid(h).is_some()));
-    let pid = lxd_runtime::attach::command_pid(h).unwrap();
+    // (Right after the fork the child is still a copy of the helper; wait for its exec.)
+    let command = || {
+        lxd_runtime::attach::command_pid(h).filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0"))
+        })
+    };
+    assert!(ct.wait_for(10, || command().is_some()));
+    let pid = command().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
     assert_eq!(nspid.split_whitespace().count(), 3, "{nspid}");
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(cmdline.starts_with(b"sleep\0"), "{cmdline:?}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
     assert_eq!(helper.wait().unwrap().code(), Some(128 + 9));
     assert_eq!(lxd_runtime::attach::command_pid(h), None);

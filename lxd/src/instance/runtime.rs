@@ -337,7 +337,14 @@ pub async fn thaw(d: &Daemon, name: &str) -> Result<()> {
 pub async fn wait_stopped(d: &Daemon, name: &str, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let Some(monitor) = probe(d, name).monitor_pid() else {
+        // Stopped means the monitor is gone too: it outlives init by its teardown (killing
+        // what is left in the cgroups, removing them), and a start of the same name right
+        // after (a restart, a move to another daemon on this host) would otherwise create its
+        // cgroups only to see them removed under it.
+        let Some(monitor) = probe(d, name)
+            .monitor_pid()
+            .or_else(|| lingering_monitor(d, name))
+        else {
             return true;
         };
         let Ok(fd) = lxd_runtime::process::pidfd_open(monitor) else {
@@ -351,13 +358,19 @@ pub async fn wait_stopped(d: &Daemon, name: &str, timeout: Duration) -> bool {
             Ok(_) => {
                 // The monitor exited; it may have been replaced by a new start in the meantime,
                 // so probe again.
-                if !probe(d, name).is_active() {
+                if !probe(d, name).is_active() && lingering_monitor(d, name).is_none() {
                     return true;
                 }
             }
             Err(_) => return false,
         }
     }
+}
+
+/// The monitor of a stopped instance that is still alive (tearing down after init's exit).
+fn lingering_monitor(d: &Daemon, name: &str) -> Option<i32> {
+    let st = lxd_runtime::state::read_state(&d.run_dir(name)).ok()??;
+    lxd_runtime::state::pid_matches(st.monitor_pid, st.monitor_start_time).then_some(st.monitor_pid)
 }
 
 /// Apply new limits to a running instance.
